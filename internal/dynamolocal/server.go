@@ -25,6 +25,7 @@ const StartTimeout = 90 * time.Second
 type Server struct {
 	jarDir, java string
 	port         int
+	dbPath       string // "" = in memory
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -35,6 +36,18 @@ type Server struct {
 // Start installs DynamoDB Local if needed, starts it in memory on a free
 // loopback port and returns once ListTables answers.
 func Start(ctx context.Context) (*Server, error) {
+	return StartWithOptions(ctx, StartOptions{})
+}
+
+// StartOptions tunes StartWithOptions.
+type StartOptions struct {
+	// DBPath keeps the tables in files under this folder instead of memory,
+	// so that they survive Stop and Resume (outage tests).
+	DBPath string
+}
+
+// StartWithOptions is Start with options.
+func StartWithOptions(ctx context.Context, o StartOptions) (*Server, error) {
 	jarDir, java, err := Install(ctx)
 	if err != nil {
 		return nil, err
@@ -45,7 +58,7 @@ func Start(ctx context.Context) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		s := &Server{jarDir: jarDir, java: java, port: port}
+		s := &Server{jarDir: jarDir, java: java, port: port, dbPath: o.DBPath}
 		if lastErr = s.start(ctx); lastErr == nil {
 			return s, nil
 		}
@@ -69,12 +82,15 @@ func (s *Server) Stop() error {
 // Restart stops the server and starts a fresh (empty) one on the same port:
 // clients keep their endpoint, as they would across a real outage.
 func (s *Server) Restart(ctx context.Context) error {
-	s.mu.Lock()
-	if err := s.stopLocked(); err != nil {
-		s.mu.Unlock()
+	if err := s.Stop(); err != nil {
 		return err
 	}
-	s.mu.Unlock()
+	return s.Resume(ctx)
+}
+
+// Resume starts a stopped server again on the same port. With DBPath its
+// tables are still there; in memory, it comes back empty.
+func (s *Server) Resume(ctx context.Context) error {
 	var err error
 	for attempt := 0; attempt < 20; attempt++ { // the old socket may linger briefly
 		if err = s.start(ctx); err == nil {
@@ -100,11 +116,18 @@ func (s *Server) stopLocked() error {
 }
 
 func (s *Server) start(ctx context.Context) error {
-	cmd := exec.Command(s.java,
-		"-Djava.library.path="+filepath.Join(s.jarDir, "DynamoDBLocal_lib"),
-		"-Xms64m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+	args := []string{
+		"-Djava.library.path=" + filepath.Join(s.jarDir, "DynamoDBLocal_lib"),
+		"-Xms64m", "-Xmx512m", "-XX:+UseSerialGC",
 		"-jar", filepath.Join(s.jarDir, "DynamoDBLocal.jar"),
-		"-inMemory", "-sharedDb", "-disableTelemetry", "-port", strconv.Itoa(s.port))
+		"-sharedDb", "-disableTelemetry", "-port", strconv.Itoa(s.port),
+	}
+	if s.dbPath != "" {
+		args = append(args, "-dbPath", s.dbPath)
+	} else {
+		args = append(args, "-inMemory")
+	}
+	cmd := exec.Command(s.java, args...)
 	cmd.Dir = s.jarDir
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out

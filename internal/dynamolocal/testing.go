@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 var (
@@ -25,11 +27,28 @@ var (
 func InCI() bool { return os.Getenv("CI") == "true" }
 
 // Main is a TestMain body: it runs the tests, stops the shared server (if one
-// was started) and exits with the tests' code.
+// was started), checks that no goroutine leaked (go.uber.org/goleak) and exits
+// with the tests' code.
 func Main(m *testing.M) {
 	code := m.Run()
 	StopShared()
+	if code == 0 {
+		if err := goleak.Find(LeakOptions()...); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
+}
+
+// LeakOptions are the goleak options for code that uses the AWS SDK: idle
+// keep-alive connections of its HTTP client are not leaks of ours.
+func LeakOptions() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	}
 }
 
 // StopShared stops the server ForTest started, if any.
