@@ -81,9 +81,10 @@ func (c *Checker) AddWrite(w Write) {
 }
 
 // CheckRead checks r against the writes known so far and records a
-// violation if it breaks the rule. It reports whether r was fine. Checking a
-// read before every write acknowledged more than T before it is known gives
-// fewer violations, never false ones.
+// violation if it breaks the rule. It reports whether r was fine. Judge a
+// read only once every write it may have observed has been added (a reader
+// can see a value before its writer records the acknowledgement): otherwise
+// that value looks "never written".
 func (c *Checker) CheckRead(r Read) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
