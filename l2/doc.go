@@ -1,0 +1,49 @@
+// Package l2 is the shared tier of tieredcache: one DynamoDB table that every
+// process reads and writes.
+//
+// # Item format
+//
+// One key is one item:
+//
+//	attribute  type  meaning
+//	pk         S     Namespace + "#" + key (the partition key; at most 2048 bytes)
+//	v          B     the encoded value; absent for negative entries, tombstones and leases
+//	ver        N     version, moved only by the table itself (UpdateItem "ADD ver 1"),
+//	                 so it only ever grows, across deletes too (see tomb)
+//	exp        N     expiry, epoch seconds; the table's TTL attribute. Reads treat
+//	                 exp <= now as absent: DynamoDB deletes expired items days late.
+//	neg        BOOL  a cached "not found" (negative entry)
+//	tomb       BOOL  left by Delete instead of deleting the item, so that ver keeps
+//	                 growing; it expires after Options.TombstoneTTL. Reads treat it as absent.
+//	lease      S     the owner of a fill lease (see AcquireLease)
+//	lexp       N     the lease's expiry, epoch milliseconds
+//	cf         N     reserved for codec/format flags; never written today
+//
+// An item is "vacant" when it does not exist, is a tombstone, has expired, or
+// holds neither a value nor a negative entry (a lease placeholder). Only a
+// vacant item can be filled (Fill without a lease) or leased (AcquireLease).
+//
+// # Writes and versions
+//
+// Every write is an UpdateItem with "ADD ver :one": the table, not the writer,
+// picks the next version, so versions never go backwards and two writers can
+// never both claim one version. Put and Delete are unconditional (they are the
+// user's writes, the newest truth). Fill, the write after a miss, is
+// conditional: it lands only on a vacant item, or, with a lease, only while
+// the lease is still the caller's. Put and Delete remove any lease, so a fill
+// whose load began before a write or delete is refused with ErrLeaseLost.
+//
+// Expiry by DynamoDB's TTL sweeper really deletes the item, so a key whose
+// item expired and was swept starts again at version 1. Readers never see the
+// expired item (read-side filter), so no version comparison spans that gap
+// unless a caller keeps an item past its ExpiresAt.
+//
+// # Calls
+//
+// Every data-path call (Get, BatchGet, Put, Fill, Delete, leases) runs under
+// its own deadline, Options.CallTimeout (DefaultCallTimeout), or the caller's
+// if that is sooner. Clients built by NewClient retry little and fast; a
+// client passed in Options.Client is used as it is.
+//
+// Keys and values are never logged, and never put in error messages.
+package l2

@@ -1,0 +1,181 @@
+package l2
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// MaxBatchKeys is BatchGetItem's limit of keys per call.
+const MaxBatchKeys = 100
+
+// Get reads key. It returns ErrNotFound when the key has no live entry:
+// absent, deleted (tombstone), expired (exp <= now, whether or not the TTL
+// sweeper has deleted it yet) or only leased; the Item returned with
+// ErrNotFound then carries the vacant item's Version (0 when absent), for a
+// later Fill's IfVersion. A negative entry is returned as an Item with
+// NotFound set. A malformed item gives a *CorruptItemError.
+func (t *Table) Get(ctx context.Context, key string) (Item, error) {
+	pk, err := t.EncodeKey(key)
+	if err != nil {
+		return Item{}, err
+	}
+	cctx, cancel := t.callCtx(ctx)
+	defer cancel()
+	out, err := t.c.GetItem(cctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(t.o.Table),
+		Key:            map[string]types.AttributeValue{PartitionKeyAttr: &types.AttributeValueMemberS{Value: pk}},
+		ConsistentRead: aws.Bool(t.o.ConsistentRead),
+	})
+	if err = t.record("GetItem", err); err != nil {
+		return Item{}, err
+	}
+	if len(out.Item) == 0 {
+		return Item{}, ErrNotFound
+	}
+	r, err := t.parse(out.Item)
+	if err != nil {
+		return Item{}, err
+	}
+	if !r.live(t.o.Now()) {
+		return Item{Key: r.Key, Version: r.Version}, ErrNotFound
+	}
+	return r.Item, nil
+}
+
+// parse parses a table item, counting corrupt ones.
+func (t *Table) parse(m map[string]types.AttributeValue) (rawItem, error) {
+	r, err := parseItem(fromTable(m))
+	if err != nil {
+		t.stats.corrupt.Add(1)
+	}
+	return r, err
+}
+
+// BatchGet reads keys with BatchGetItem, MaxBatchKeys keys a call, after
+// dropping duplicates. Keys without a live entry (as for Get), and keys whose
+// item is corrupt (counted in Stats.CorruptItems), are absent from the map.
+//
+// UnprocessedKeys are retried up to Options.BatchRetries times with
+// exponential backoff and full jitter. Chunks are read one after another;
+// when a chunk's retries run out or a call fails, later chunks are not tried
+// (DynamoDB is refusing work) and every key not read is listed in a
+// *PartialError, returned with the entries read so far. Any invalid key fails the whole call before DynamoDB is asked, with the
+// error EncodeKey gives.
+func (t *Table) BatchGet(ctx context.Context, keys []string) (map[string]Item, error) {
+	pks := make([]string, 0, len(keys))
+	seen := make(map[string]struct{}, len(keys))
+	for _, k := range keys {
+		if _, dup := seen[k]; dup {
+			continue
+		}
+		pk, err := t.EncodeKey(k)
+		if err != nil {
+			return nil, err
+		}
+		seen[k] = struct{}{}
+		pks = append(pks, pk)
+	}
+	found := make(map[string]Item, len(pks))
+	for start := 0; start < len(pks); start += MaxBatchKeys {
+		chunk := pks[start:min(start+MaxBatchKeys, len(pks))]
+		left, err := t.batchChunk(ctx, chunk, found)
+		if len(left) > 0 || err != nil {
+			left = append(left, pks[start+len(chunk):]...)
+			notRead := make([]string, 0, len(left))
+			for _, pk := range left {
+				if k, ok := t.DecodeKey(pk); ok {
+					notRead = append(notRead, k)
+				}
+			}
+			return found, &PartialError{Keys: notRead, Err: err}
+		}
+	}
+	return found, nil
+}
+
+// batchChunk reads up to MaxBatchKeys partition keys into found and returns
+// those it could not read.
+func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]Item) (left []string, err error) {
+	keys := make([]map[string]types.AttributeValue, len(pks))
+	for i, pk := range pks {
+		keys[i] = map[string]types.AttributeValue{PartitionKeyAttr: &types.AttributeValueMemberS{Value: pk}}
+	}
+	backoff := t.o.BatchBackoff
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			t.stats.unprocessed.Add(1)
+		}
+		out, err := t.batchCall(ctx, keys)
+		if err != nil {
+			return pksOf(keys), err
+		}
+		now := t.o.Now()
+		for _, m := range out.Responses[t.o.Table] {
+			r, err := t.parse(m)
+			if err != nil || !r.live(now) {
+				continue
+			}
+			if _, ok := t.DecodeKey(t.o.Namespace + "#" + r.Key); ok {
+				found[r.Key] = r.Item
+			}
+		}
+		keys = out.UnprocessedKeys[t.o.Table].Keys
+		if len(keys) == 0 {
+			return nil, nil
+		}
+		if attempt >= t.o.BatchRetries {
+			return pksOf(keys), nil
+		}
+		// Full jitter: a random wait in [0, backoff), so that the nodes
+		// throttled together do not retry together.
+		wait := time.Duration(rand.Int64N(int64(backoff) + 1))
+		if !sleepCtx(ctx, wait) {
+			return pksOf(keys), ctx.Err()
+		}
+		backoff = min(2*backoff, t.o.BatchMaxWait)
+	}
+}
+
+func (t *Table) batchCall(ctx context.Context, keys []map[string]types.AttributeValue) (*dynamodb.BatchGetItemOutput, error) {
+	cctx, cancel := t.callCtx(ctx)
+	defer cancel()
+	out, err := t.c.BatchGetItem(cctx, &dynamodb.BatchGetItemInput{
+		RequestItems: map[string]types.KeysAndAttributes{t.o.Table: {
+			Keys:           keys,
+			ConsistentRead: aws.Bool(t.o.ConsistentRead),
+		}},
+	})
+	return out, t.record("BatchGetItem", err)
+}
+
+// pksOf returns the partition keys of keys (skipping malformed ones: the
+// keys come from our own request, echoed by DynamoDB).
+func pksOf(keys []map[string]types.AttributeValue) []string {
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if s, ok := k[PartitionKeyAttr].(*types.AttributeValueMemberS); ok {
+			out = append(out, s.Value)
+		}
+	}
+	return out
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,233 @@
+package l2
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
+)
+
+// Item is one key's entry as the table holds it.
+type Item struct {
+	// Key is the cache key (the partition key without the namespace).
+	Key string
+	// Value is the stored value; nil for a negative entry, never nil (maybe
+	// empty) for a value entry. It is the caller's to keep: nothing else
+	// refers to it.
+	Value []byte
+	// Version is the table's version of the key: every write makes it grow.
+	Version int64
+	// ExpiresAt is when the entry expires (whole seconds); zero: never.
+	ExpiresAt time.Time
+	// NotFound marks a negative entry: the loader said the key does not exist.
+	NotFound bool
+	// Vacant is set only by ItemFromStreamImage, for an image that holds no
+	// entry: a tombstone or a lease placeholder. Get and BatchGet never
+	// return vacant items (nor expired ones).
+	Vacant bool
+}
+
+// rawItem is a parsed item with the attributes readers do not return.
+type rawItem struct {
+	Item
+	hasValue bool
+	tomb     bool
+	lease    string
+	leaseExp time.Time
+}
+
+// live reports whether r holds an entry a reader may use at now.
+func (r *rawItem) live(now time.Time) bool {
+	return !r.tomb && (r.hasValue || r.NotFound) && (r.ExpiresAt.IsZero() || now.Before(r.ExpiresAt))
+}
+
+// leaseHeld reports whether r carries a lease that has not expired at now.
+func (r *rawItem) leaseHeld(now time.Time) bool {
+	return r.lease != "" && now.Before(r.leaseExp)
+}
+
+// av is the subset of attribute value kinds the item format uses, so that
+// table items and stream images share one parser.
+type av struct {
+	kind string // "S", "N", "B", "BOOL", or another type's name
+	s    string // S and N
+	b    []byte
+	bool bool
+}
+
+func fromTable(m map[string]types.AttributeValue) map[string]av {
+	out := make(map[string]av, len(m))
+	for k, v := range m {
+		switch v := v.(type) {
+		case *types.AttributeValueMemberS:
+			out[k] = av{kind: "S", s: v.Value}
+		case *types.AttributeValueMemberN:
+			out[k] = av{kind: "N", s: v.Value}
+		case *types.AttributeValueMemberB:
+			out[k] = av{kind: "B", b: v.Value}
+		case *types.AttributeValueMemberBOOL:
+			out[k] = av{kind: "BOOL", bool: v.Value}
+		default:
+			out[k] = av{kind: typeName(v)}
+		}
+	}
+	return out
+}
+
+func fromStream(m map[string]streamtypes.AttributeValue) map[string]av {
+	out := make(map[string]av, len(m))
+	for k, v := range m {
+		switch v := v.(type) {
+		case *streamtypes.AttributeValueMemberS:
+			out[k] = av{kind: "S", s: v.Value}
+		case *streamtypes.AttributeValueMemberN:
+			out[k] = av{kind: "N", s: v.Value}
+		case *streamtypes.AttributeValueMemberB:
+			out[k] = av{kind: "B", b: v.Value}
+		case *streamtypes.AttributeValueMemberBOOL:
+			out[k] = av{kind: "BOOL", bool: v.Value}
+		default:
+			out[k] = av{kind: typeName(v)}
+		}
+	}
+	return out
+}
+
+// typeName names an attribute value type for error messages, without its
+// content.
+func typeName(v any) string {
+	if v == nil {
+		return "nil"
+	}
+	name := strings.TrimPrefix(strings.TrimPrefix(typeOf(v), "*types.AttributeValueMember"), "*streamtypes.AttributeValueMember")
+	return name
+}
+
+// parseItem checks m against the item format. It never panics, whatever m
+// holds; a violation is a *CorruptItemError.
+func parseItem(m map[string]av) (rawItem, error) {
+	var r rawItem
+	pk, ok := m[PartitionKeyAttr]
+	if !ok {
+		return r, &CorruptItemError{PartitionKeyAttr, "missing"}
+	}
+	if pk.kind != "S" {
+		return r, &CorruptItemError{PartitionKeyAttr, "type " + pk.kind + ", want S"}
+	}
+	_, key, found := strings.Cut(pk.s, "#")
+	if !found || key == "" {
+		return r, &CorruptItemError{PartitionKeyAttr, "not namespace#key"}
+	}
+	r.Key = key
+
+	if v, ok := m[ValueAttr]; ok {
+		if v.kind != "B" {
+			return r, &CorruptItemError{ValueAttr, "type " + v.kind + ", want B"}
+		}
+		r.hasValue = true
+		r.Value = v.b
+		if r.Value == nil {
+			r.Value = []byte{}
+		}
+	}
+	var err error
+	if r.NotFound, err = boolAttr(m, NegativeAttr); err != nil {
+		return r, err
+	}
+	if r.tomb, err = boolAttr(m, TombstoneAttr); err != nil {
+		return r, err
+	}
+	if r.hasValue && r.NotFound && !r.tomb {
+		return r, &CorruptItemError{NegativeAttr, "set together with " + ValueAttr}
+	}
+	ver, hasVer, err := intAttr(m, VersionAttr)
+	if err != nil {
+		return r, err
+	}
+	if !hasVer && (r.hasValue || r.NotFound) && !r.tomb {
+		return r, &CorruptItemError{VersionAttr, "missing"}
+	}
+	if ver < 0 {
+		return r, &CorruptItemError{VersionAttr, "negative"}
+	}
+	r.Version = ver
+	exp, hasExp, err := intAttr(m, ExpiresAttr)
+	if err != nil {
+		return r, err
+	}
+	if hasExp {
+		r.ExpiresAt = time.Unix(exp, 0)
+	}
+	if l, ok := m[LeaseAttr]; ok {
+		if l.kind != "S" {
+			return r, &CorruptItemError{LeaseAttr, "type " + l.kind + ", want S"}
+		}
+		r.lease = l.s
+		lexp, hasLexp, err := intAttr(m, LeaseExpiresAttr)
+		if err != nil {
+			return r, err
+		}
+		if !hasLexp {
+			return r, &CorruptItemError{LeaseExpiresAttr, "missing next to " + LeaseAttr}
+		}
+		r.leaseExp = time.UnixMilli(lexp)
+	}
+	if r.tomb {
+		// A tombstone (or lease placeholder on one) holds no entry.
+		r.Value, r.hasValue, r.NotFound = nil, false, false
+	}
+	r.Vacant = r.tomb || (!r.hasValue && !r.NotFound)
+	return r, nil
+}
+
+func boolAttr(m map[string]av, name string) (bool, error) {
+	a, ok := m[name]
+	if !ok {
+		return false, nil
+	}
+	if a.kind != "BOOL" {
+		return false, &CorruptItemError{name, "type " + a.kind + ", want BOOL"}
+	}
+	return a.bool, nil
+}
+
+// intAttr reads an N attribute holding an integer (a decimal with a zero
+// fraction is accepted: other writers may produce one).
+func intAttr(m map[string]av, name string) (int64, bool, error) {
+	a, ok := m[name]
+	if !ok {
+		return 0, false, nil
+	}
+	if a.kind != "N" {
+		return 0, true, &CorruptItemError{name, "type " + a.kind + ", want N"}
+	}
+	n, err := strconv.ParseInt(a.s, 10, 64)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(a.s, 64)
+		if ferr != nil || f != float64(int64(f)) {
+			return 0, true, &CorruptItemError{name, "not an integer"}
+		}
+		n = int64(f)
+	}
+	return n, true, nil
+}
+
+// ItemFromStreamImage parses a NEW_IMAGE (or OLD_IMAGE) stream record image.
+// It applies no expiry filter (compare ExpiresAt with your clock) and marks
+// tombstones and lease placeholders Vacant. A malformed image gives a
+// *CorruptItemError; it never panics.
+func ItemFromStreamImage(img map[string]streamtypes.AttributeValue) (Item, error) {
+	if len(img) == 0 {
+		return Item{}, &CorruptItemError{PartitionKeyAttr, "empty image"}
+	}
+	r, err := parseItem(fromStream(img))
+	if err != nil {
+		return Item{}, err
+	}
+	return r.Item, nil
+}
+
+func typeOf(v any) string { return fmt.Sprintf("%T", v) }

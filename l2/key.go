@@ -1,0 +1,94 @@
+package l2
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// Attribute names of the item format (see the package documentation).
+const (
+	PartitionKeyAttr = "pk"
+	ValueAttr        = "v"
+	VersionAttr      = "ver"
+	ExpiresAttr      = "exp" // the table's TTL attribute
+	NegativeAttr     = "neg"
+	TombstoneAttr    = "tomb"
+	LeaseAttr        = "lease"
+	LeaseExpiresAttr = "lexp"
+	FlagsAttr        = "cf"
+)
+
+// Size limits.
+const (
+	// MaxPartitionKeyBytes is DynamoDB's limit on a partition key value.
+	MaxPartitionKeyBytes = 2048
+	// MaxItemBytes is DynamoDB's item size limit (400 KB: names and values).
+	MaxItemBytes = 400 * 1024
+	// ItemOverheadBytes bounds what an item holds besides the partition key
+	// value and the value bytes: every attribute name of the format (27
+	// bytes), four numbers of at most 21 bytes each, three booleans, and
+	// slack. A value fits when len(pk) + len(value) + ItemOverheadBytes <=
+	// MaxItemBytes. Leases are removed by every write that stores a value, so
+	// the owner string does not count.
+	ItemOverheadBytes = 128
+)
+
+// EncodeKey returns the partition key value for key: Namespace + "#" + key.
+// It fails with ErrEmptyKey, ErrInvalidKey (not UTF-8) or a *KeyTooLongError.
+func (t *Table) EncodeKey(key string) (string, error) {
+	if err := t.checkKey(key); err != nil {
+		return "", err
+	}
+	return t.o.Namespace + "#" + key, nil
+}
+
+func (t *Table) checkKey(key string) error {
+	if key == "" {
+		return ErrEmptyKey
+	}
+	if !validUTF8(key) {
+		return fmt.Errorf("%w: not valid UTF-8 at byte %d", ErrInvalidKey, firstInvalid(key))
+	}
+	if n := len(t.o.Namespace) + 1 + len(key); n > MaxPartitionKeyBytes {
+		return &KeyTooLongError{Len: n, Max: MaxPartitionKeyBytes}
+	}
+	return nil
+}
+
+// DecodeKey returns the key of a partition key value of this table's
+// namespace; ok is false for any other partition key (another namespace, or
+// not of this format).
+func (t *Table) DecodeKey(pk string) (key string, ok bool) {
+	ns, key, found := strings.Cut(pk, "#")
+	if !found || ns != t.o.Namespace || key == "" {
+		return "", false
+	}
+	return key, true
+}
+
+// MaxValueBytes returns the largest value that fits in one item for key (key
+// must be valid; see EncodeKey).
+func (t *Table) MaxValueBytes(key string) int {
+	return MaxItemBytes - (len(t.o.Namespace) + 1 + len(key)) - ItemOverheadBytes
+}
+
+func (t *Table) checkValue(key string, value []byte) error {
+	if max := t.MaxValueBytes(key); len(value) > max {
+		return &ValueTooLargeError{Size: len(value), Max: max}
+	}
+	return nil
+}
+
+func validUTF8(s string) bool { return utf8.ValidString(s) }
+
+func firstInvalid(s string) int {
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(s[i:]); size <= 1 {
+				return i
+			}
+		}
+	}
+	return len(s)
+}

@@ -1,0 +1,50 @@
+package l2
+
+import "sync/atomic"
+
+// Stats are cumulative counters since New, for the data path (Get, BatchGet,
+// writes, leases; not EnsureTable and the stream helpers). They are plain
+// atomics: this is not a hit path.
+type Stats struct {
+	Calls              int64 // DynamoDB calls made (each BatchGetItem page counts once)
+	Errors             int64 // calls that failed (throttles included, condition failures not)
+	Throttles          int64 // calls that failed with a throttling error
+	CorruptItems       int64 // items read that did not follow the item format
+	UnprocessedRetries int64 // BatchGetItem calls made only to retry UnprocessedKeys
+	ConditionFailures  int64 // conditional writes (Fill, leases) that did not land
+}
+
+type stats struct {
+	calls, errors, throttles, corrupt, unprocessed, condFailed atomic.Int64
+}
+
+// Stats returns a snapshot of the counters.
+func (t *Table) Stats() Stats {
+	s := &t.stats
+	return Stats{
+		Calls:              s.calls.Load(),
+		Errors:             s.errors.Load(),
+		Throttles:          s.throttles.Load(),
+		CorruptItems:       s.corrupt.Load(),
+		UnprocessedRetries: s.unprocessed.Load(),
+		ConditionFailures:  s.condFailed.Load(),
+	}
+}
+
+// record counts one call's outcome and returns its error, wrapped for op.
+// Condition failures are answers, not errors: the caller handles them.
+func (t *Table) record(op string, err error) error {
+	t.stats.calls.Add(1)
+	if err == nil {
+		return nil
+	}
+	if _, ok := conditionFailed(err); ok {
+		t.stats.condFailed.Add(1)
+		return err
+	}
+	t.stats.errors.Add(1)
+	if isThrottle(err) {
+		t.stats.throttles.Add(1)
+	}
+	return callError(op, err)
+}
