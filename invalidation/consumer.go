@@ -1,0 +1,282 @@
+package invalidation
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
+)
+
+// Consumer follows one table's stream. Create it with New, then Start it.
+type Consumer struct {
+	o Options
+
+	mu      sync.Mutex // guards started, closed, cancel and goroutine launches
+	started bool
+	closed  bool
+	root    context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // coordinator and monitor
+
+	// sinkMu serialises every Sink call and guards trusted.
+	sinkMu  sync.Mutex
+	trusted bool
+
+	events chan event // readers -> coordinator
+
+	// hmu guards the health view shared by the coordinator, the monitor and Stats.
+	// Lock order: sinkMu before hmu.
+	hmu       sync.Mutex
+	streamArn string
+	streamOK  bool
+	followed  map[string]*reader // shards being read
+	pending   map[string]int64   // ended shards whose children are not known yet -> caught-up time
+
+	co coordinator // touched only by the coordinator goroutine (and Start before it runs)
+
+	st counters
+}
+
+type counters struct {
+	records, changes, flushes, errors, throttles, renewed, quirks, completed atomic.Int64
+	lag, recordLag                                                           atomic.Int64
+	healthy                                                                  atomic.Bool
+	lastError                                                                atomic.Pointer[string]
+}
+
+// Stats is a snapshot of the consumer's state and counters.
+type Stats struct {
+	// Healthy: the stream is known and every followed shard was drained within
+	// StaleAfter.
+	Healthy bool
+	// Trusted is the last value given to Sink.SetTrusted.
+	Trusted bool
+	// StreamArn is the stream being followed ("" when none).
+	StreamArn string
+	// Lag is the largest time since a followed shard was last drained: every
+	// change older than Lag (plus propagation into the stream) has been reported.
+	Lag time.Duration
+	// RecordLag is handled-time minus ApproximateCreationDateTime of the last
+	// record handled. Coarse: AWS rounds the creation time, and DynamoDB Local
+	// rounds it down to the minute, so health never depends on it.
+	RecordLag time.Duration
+	// Shards is the number of shards being read now.
+	Shards int
+	// ShardsCompleted counts shards read to their end.
+	ShardsCompleted int64
+	// Records counts stream records received; Changes the Changed calls.
+	Records, Changes int64
+	// Flushes counts Flush calls.
+	Flushes int64
+	// Errors counts failed API calls (throttling included); Throttles only throttling.
+	Errors, Throttles int64
+	// IteratorsRenewed counts iterators replaced after expiry or rejection.
+	IteratorsRenewed int64
+	// Quirks counts DynamoDB Local oddities worked around without a flush.
+	Quirks int64
+	// LastError is the text of the last API error ("" if none).
+	LastError string
+}
+
+// New validates o and returns a Consumer that does nothing until Start.
+func New(o Options) (*Consumer, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{
+		o:        o,
+		events:   make(chan event, 64),
+		followed: map[string]*reader{},
+		pending:  map[string]int64{},
+	}
+	c.co.shards = map[string]*shardState{}
+	return c, nil
+}
+
+// Start finds the table's stream and puts a LATEST iterator on every open
+// shard, so every change made after Start returns is reported. It then calls
+// Sink.SetTrusted(true) and starts the background goroutines, which run until
+// Close (not until ctx ends: ctx bounds only Start itself). Transient errors
+// are retried until ctx ends; a table without an enabled stream returns
+// ErrStreamDisabled at once. A Consumer is started at most once: after a
+// failed Start, Close it and create another.
+func (c *Consumer) Start(ctx context.Context) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if c.started {
+		c.mu.Unlock()
+		return ErrStarted
+	}
+	c.started = true
+	c.root, c.cancel = context.WithCancel(context.Background())
+	c.mu.Unlock()
+
+	// Close during Start must end Start too.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.root, cancel)
+	defer stop()
+
+	bo := c.newBackoff()
+	var (
+		arn    string
+		shards []types.Shard
+	)
+	for {
+		var enabled bool
+		var err error
+		arn, enabled, err = c.describeTable(ctx)
+		if err == nil && !enabled {
+			return fmt.Errorf("%w (table %q)", ErrStreamDisabled, c.o.Table)
+		}
+		if err == nil {
+			shards, err = c.describeAll(ctx, arn, nil)
+		}
+		if err == nil {
+			break
+		}
+		if !sleep(ctx, bo.next()) {
+			return fmt.Errorf("invalidation: start: %w", err)
+		}
+	}
+	readers := c.co.newGeneration(c, arn, shards)
+	for {
+		if err := c.positionAll(ctx, readers); err == nil {
+			break
+		} else if !sleep(ctx, bo.next()) {
+			return fmt.Errorf("invalidation: start: %w", err)
+		}
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.hmu.Lock()
+	c.streamArn, c.streamOK = arn, true
+	c.hmu.Unlock()
+	c.sinkMu.Lock()
+	c.trusted = true
+	c.o.Sink.SetTrusted(true)
+	c.sinkMu.Unlock()
+	for _, r := range readers {
+		c.launch(r)
+	}
+	c.evalHealth() // Healthy and Lag are right from the start
+	c.wg.Add(2)
+	go c.coordinate(c.root)
+	go c.monitor(c.root)
+	return nil
+}
+
+// Close stops every goroutine and waits for them. No Sink method is called
+// after Close returns. Safe to call twice and concurrently with anything.
+func (c *Consumer) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	cancel := c.cancel
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	c.wg.Wait()
+	return nil
+}
+
+// Stats returns a snapshot. Safe at any time.
+func (c *Consumer) Stats() Stats {
+	c.sinkMu.Lock()
+	trusted := c.trusted
+	c.sinkMu.Unlock()
+	c.hmu.Lock()
+	arn, n := c.streamArn, len(c.followed)
+	c.hmu.Unlock()
+	s := Stats{
+		Healthy:          c.st.healthy.Load(),
+		Trusted:          trusted,
+		StreamArn:        arn,
+		Lag:              time.Duration(c.st.lag.Load()),
+		RecordLag:        time.Duration(c.st.recordLag.Load()),
+		Shards:           n,
+		ShardsCompleted:  c.st.completed.Load(),
+		Records:          c.st.records.Load(),
+		Changes:          c.st.changes.Load(),
+		Flushes:          c.st.flushes.Load(),
+		Errors:           c.st.errors.Load(),
+		Throttles:        c.st.throttles.Load(),
+		IteratorsRenewed: c.st.renewed.Load(),
+		Quirks:           c.st.quirks.Load(),
+	}
+	if p := c.st.lastError.Load(); p != nil {
+		s.LastError = *p
+	}
+	return s
+}
+
+// lostTrack flushes the sink and, if untrust, stops trusting it. Callers that
+// lost a shard's position reset that shard's caught-up time first, so the
+// monitor cannot restore trust before the new position is in place.
+func (c *Consumer) lostTrack(reason error, untrust bool) {
+	c.o.Logger.Warn("invalidation: lost track, flushing", "table", c.o.Table, "reason", reason)
+	c.sinkMu.Lock()
+	defer c.sinkMu.Unlock()
+	c.st.flushes.Add(1)
+	c.o.Sink.Flush(reason)
+	if untrust {
+		c.st.healthy.Store(false)
+	}
+	if untrust && c.trusted {
+		c.trusted = false
+		c.o.Sink.SetTrusted(false)
+	}
+}
+
+// noteErr counts an API error and keeps its text for Stats (AWS error messages
+// carry no item keys).
+func (c *Consumer) noteErr(op string, err error) {
+	c.st.errors.Add(1)
+	if classify(err) == errThrottle {
+		c.st.throttles.Add(1)
+	}
+	msg := op + ": " + err.Error()
+	c.st.lastError.Store(&msg)
+	c.o.Logger.Warn("invalidation: call failed", "table", c.o.Table, "op", op, "err", err)
+}
+
+func (c *Consumer) newBackoff() backoff {
+	return backoff{base: 50 * time.Millisecond, max: c.o.MaxBackoff}
+}
+
+func (c *Consumer) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.o.CallTimeout)
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func str(s *string) string { return aws.ToString(s) }

@@ -1,0 +1,41 @@
+// Package invalidation follows a DynamoDB table's stream and tells a Sink which
+// partition keys changed, when everything must be dropped ("lost track"), and
+// whether the caller may trust what it cached.
+//
+// It knows nothing about the cache it serves: the Sink is the whole interface.
+//
+// # Guarantees
+//
+//   - Changed is called in stream order for each shard. A parent shard is read
+//     to its end before any of its children; a child with several parents (a
+//     merge) starts after all of them. Delivery is at-least-once: a record may
+//     be reported twice (after an iterator is renewed or a quirk is worked
+//     around), never silently skipped while the consumer reports itself trusted.
+//   - Shards open when Start runs are read from LATEST; shards first seen later
+//     are read from TRIM_HORIZON, so nothing written after Start returns is missed.
+//   - Whenever the position in the stream is lost (TrimmedDataAccessException,
+//     an iterator that expired before any record was handled, a new stream ARN,
+//     the stream disabled, a record that cannot be decoded), Flush is called at
+//     once, and SetTrusted(false) too unless the loss was a single undecodable
+//     record.
+//   - The consumer is healthy when the stream is known and every followed shard
+//     has completed a poll that drained it (a page that was not full) within
+//     StaleAfter. SetTrusted(false) is called as soon as it is not healthy; when it
+//     is healthy again, Flush and then SetTrusted(true) are called, in that order,
+//     after the new positions are in place. So while trusted, every change older
+//     than StaleAfter (plus the stream's own propagation delay) has been reported.
+//   - Sink methods are never called concurrently with each other, and never
+//     after Close returns.
+//
+// # Cost and limits
+//
+// GetRecords is called per shard every PollInterval while the shard is quiet,
+// at once again while records keep coming. Every call is billed, empty ones too.
+// AWS throttles (LimitExceededException) when more than two processes read one
+// shard at once: that caps how many processes can follow one table this way.
+// DescribeTable runs every DescribeInterval; DescribeStream (at most 10 calls a
+// second per account) runs every ShardListInterval and when a shard closes, and
+// this package never issues more than 10 a second itself.
+//
+// Keys and values are never logged.
+package invalidation

@@ -1,0 +1,63 @@
+package invalidation
+
+import (
+	"errors"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
+)
+
+// Change is one stream record: the item with this partition key changed.
+type Change struct {
+	// PartitionKey is the value of Options.PartitionKey (N as its decimal text,
+	// B as its bytes).
+	PartitionKey string
+	// EventName is INSERT, MODIFY or REMOVE.
+	EventName string
+	// ByTTL is true for a REMOVE made by DynamoDB's TTL sweeper.
+	ByTTL bool
+	// Created is the record's ApproximateCreationDateTime (AWS rounds it to the
+	// second or millisecond depending on the stream).
+	Created time.Time
+	// SequenceNumber orders records within a shard.
+	SequenceNumber string
+	// NewImage is nil unless the stream view type includes NEW_IMAGE.
+	NewImage map[string]types.AttributeValue
+}
+
+// Sink receives the consumer's events. Its methods are never called
+// concurrently with one another, and must return quickly: a slow sink delays
+// every shard.
+type Sink interface {
+	// Changed reports a change, in stream order per shard.
+	Changed(c Change)
+	// Flush means the consumer may have missed changes: drop everything cached.
+	// reason is one of the Err* sentinels below (possibly wrapped).
+	Flush(reason error)
+	// SetTrusted reports whether cached entries may be served. It is only called
+	// when the value changes; Start calls SetTrusted(true) before it returns, so a
+	// sink should begin untrusted.
+	SetTrusted(trusted bool)
+}
+
+// Reasons passed to Sink.Flush, and errors from Start.
+var (
+	// ErrTrimmed: records were trimmed (older than 24 h) before they were read.
+	ErrTrimmed = errors.New("invalidation: stream records trimmed before they were read")
+	// ErrStreamChanged: the table's LatestStreamArn changed.
+	ErrStreamChanged = errors.New("invalidation: the table's stream ARN changed")
+	// ErrStreamDisabled: the table has no enabled stream (or no longer exists).
+	ErrStreamDisabled = errors.New("invalidation: the table's stream is disabled")
+	// ErrPositionLost: an iterator expired or became invalid before any record
+	// was handled from it, or a shard vanished before it was read to its end.
+	ErrPositionLost = errors.New("invalidation: position in the stream lost")
+	// ErrBadRecord: a record without a usable partition key.
+	ErrBadRecord = errors.New("invalidation: undecodable stream record")
+	// ErrRecovered: the consumer is healthy again after a period of not being
+	// trusted; whatever was cached meanwhile may be stale.
+	ErrRecovered = errors.New("invalidation: recovered after being unhealthy")
+	// ErrClosed is returned by Start after Close.
+	ErrClosed = errors.New("invalidation: consumer closed")
+	// ErrStarted is returned by a second Start.
+	ErrStarted = errors.New("invalidation: consumer already started")
+)
