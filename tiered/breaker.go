@@ -1,0 +1,64 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/tieredcache/tieredcache/l2"
+)
+
+// newBreaker builds the circuit breaker around DynamoDB. Answers that prove
+// DynamoDB works (not found, a failed condition, bad input) count as
+// successes; timeouts, throttling and transport errors as failures.
+func newBreaker[V any](o Options[V], st *counters) *gobreaker.CircuitBreaker[any] {
+	return gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
+		Name:        "dynamodb",
+		MaxRequests: 1,
+		Timeout:     o.BreakerCooldown,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= o.BreakerFailures
+		},
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			if to == gobreaker.StateOpen {
+				st.breakerOpens.Add(1)
+			}
+			o.Logger.Warn("tieredcache: DynamoDB circuit breaker", "from", from.String(), "to", to.String())
+		},
+		IsSuccessful: func(err error) bool {
+			return err == nil || isDefinite(err)
+		},
+		IsExcluded: func(err error) bool {
+			return errors.Is(err, context.Canceled)
+		},
+	})
+}
+
+// isDefinite reports errors that are DynamoDB's own, valid answers.
+func isDefinite(err error) bool {
+	return errors.Is(err, l2.ErrNotFound) || errors.Is(err, l2.ErrConflict) ||
+		errors.Is(err, l2.ErrLeaseLost) || isBadInput(err) || errors.Is(err, l2.ErrCorruptItem)
+}
+
+func isBadInput(err error) bool {
+	return errors.Is(err, l2.ErrEmptyKey) || errors.Is(err, l2.ErrInvalidKey) ||
+		errors.Is(err, l2.ErrKeyTooLong) || errors.Is(err, l2.ErrValueTooLarge)
+}
+
+// l2Call runs fn through the breaker, counting calls and failures.
+func l2Call[V, T any](c *Cache[V], fn func() (T, error)) (T, error) {
+	c.stats.l2Calls.Add(1)
+	r, err := c.breaker.Execute(func() (any, error) { return fn() })
+	if err != nil && !isDefinite(err) {
+		c.stats.l2Errors.Add(1)
+	}
+	t, _ := r.(T)
+	return t, err
+}
+
+// l2Down reports whether err means DynamoDB could not answer (as opposed to a
+// definite answer such as not found).
+func l2Down(err error) bool {
+	return err != nil && !isDefinite(err)
+}

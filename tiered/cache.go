@@ -1,0 +1,212 @@
+package tiered
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tieredcache/tieredcache/invalidation"
+	"github.com/tieredcache/tieredcache/l1"
+	"github.com/tieredcache/tieredcache/l2"
+)
+
+// Cache is a two-tier cache of values of type V. See the package doc for what
+// it guarantees. Create one with New; the zero value is not usable.
+type Cache[V any] struct {
+	o        Options[V]
+	l1       *l1.Cache[*entry[V]]
+	l2       *l2.Table
+	consumer *invalidation.Consumer
+	breaker  *gobreaker.CircuitBreaker[any]
+	flights  singleflight.Group
+	outage   chan struct{} // semaphore for loader calls while L2 is unavailable
+	owner    string        // this node's identity in leases
+	leaseSeq atomic.Uint64
+
+	// degraded is set while the stream consumer has been unhealthy for longer
+	// than StalenessBound/2: L1 entries older than that are then not served.
+	degraded atomic.Bool
+
+	stats counters
+
+	life     sync.RWMutex // guards closed + wg.Add against Close
+	closed   bool
+	wg       sync.WaitGroup
+	closeCtx context.Context
+	cancel   context.CancelFunc
+	isClosed atomic.Bool
+	once     sync.Once
+}
+
+// entry is what L1 stores: immutable once stored.
+type entry[V any] struct {
+	value    V
+	version  int64
+	notFound bool
+	stored   int64 // unix nanoseconds when this node stored it
+}
+
+// New builds a Cache, checks (or with CreateTable, creates) the table and
+// starts following its stream. ctx bounds only the setup.
+func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	var cfg aws.Config
+	if o.DynamoDB == nil || (o.Streams == nil && !o.DisableInvalidation) {
+		if o.AWS != nil {
+			cfg = *o.AWS
+		} else {
+			var err error
+			if cfg, err = config.LoadDefaultConfig(ctx); err != nil {
+				return nil, fmt.Errorf("tiered: load AWS config: %w", err)
+			}
+		}
+	}
+	ddb := o.DynamoDB
+	if ddb == nil {
+		ddb = l2.NewClient(cfg)
+	}
+	view := l2.DefaultStreamView
+	if o.ReplaceOnChange {
+		view = types.StreamViewTypeNewImage
+	}
+	table, err := l2.New(l2.Options{Client: ddb, Table: o.Table, Namespace: o.Namespace, StreamView: view})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	if err := ensureTable(ctx, table, o); err != nil {
+		return nil, err
+	}
+	l1c, err := l1.New[*entry[V]](l1.Options{
+		MaxBytes: o.L1MaxBytes,
+		TTL:      o.L1TTL,
+		MaxTTL:   o.L1MaxTTL,
+		Jitter:   o.TTLJitter,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	c := &Cache[V]{
+		o:      o,
+		l1:     l1c,
+		l2:     table,
+		outage: make(chan struct{}, o.MaxOutageLoads),
+		owner:  newOwnerID(),
+	}
+	c.closeCtx, c.cancel = context.WithCancel(context.Background())
+	c.breaker = newBreaker(o, &c.stats)
+
+	if !o.DisableInvalidation {
+		streams := o.Streams
+		if streams == nil {
+			streams = dynamodbstreams.NewFromConfig(cfg, func(so *dynamodbstreams.Options) {
+				so.RetryMaxAttempts = 2
+			})
+		}
+		consumer, err := invalidation.New(invalidation.Options{
+			Streams:      streams,
+			Tables:       ddb,
+			Table:        o.Table,
+			PartitionKey: l2.PartitionKeyAttr,
+			Sink:         sink[V]{c},
+			PollInterval: o.PollInterval,
+			StaleAfter:   o.StalenessBound / 2,
+			Logger:       o.Logger,
+		})
+		if err != nil {
+			l1c.Close()
+			return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+		}
+		if err := consumer.Start(ctx); err != nil {
+			consumer.Close()
+			l1c.Close()
+			return nil, fmt.Errorf("tiered: start stream consumer: %w", err)
+		}
+		c.consumer = consumer
+	}
+	return c, nil
+}
+
+func newOwnerID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Close stops the stream consumer, cancels loads in flight, waits for every
+// goroutine the cache started and releases L1. It is safe to call twice and
+// concurrently with any other method; those return ErrClosed afterwards.
+func (c *Cache[V]) Close() error {
+	c.once.Do(func() {
+		c.life.Lock()
+		c.closed = true
+		c.isClosed.Store(true)
+		c.life.Unlock()
+		c.cancel()
+		if c.consumer != nil {
+			_ = c.consumer.Close()
+		}
+		c.wg.Wait()
+		_ = c.l1.Close()
+	})
+	return nil
+}
+
+// track registers a goroutine or call that Close must wait for.
+func (c *Cache[V]) track() bool {
+	c.life.RLock()
+	defer c.life.RUnlock()
+	if c.closed {
+		return false
+	}
+	c.wg.Add(1)
+	return true
+}
+
+// l1TTL is the L1 lifetime of an entry whose L2 item expires at exp (zero:
+// unknown) and whose preferred TTL is want: never past the L2 item.
+func (c *Cache[V]) l1TTL(want time.Duration, exp time.Time) time.Duration {
+	if want <= 0 {
+		want = c.o.L1TTL
+	}
+	if want > c.o.L1MaxTTL {
+		want = c.o.L1MaxTTL
+	}
+	if !exp.IsZero() {
+		if left := time.Until(exp); left < want {
+			want = left
+		}
+	}
+	return want
+}
+
+// ensureTable creates (CreateTable) or checks the table; a table that does
+// not fit is a *l2.TableMismatchError wrapped in ErrInvalidOptions.
+func ensureTable[V any](ctx context.Context, t *l2.Table, o Options[V]) error {
+	var err error
+	if o.CreateTable {
+		err = t.EnsureTable(ctx)
+	} else {
+		err = t.CheckTable(ctx)
+	}
+	if errors.Is(err, l2.ErrTableMismatch) {
+		return fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	if err != nil {
+		return fmt.Errorf("tiered: table setup: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,29 @@
+// Package tiered is the public face of tieredcache: a two-tier read cache
+// for horizontally scaled services.
+//
+// Each process keeps an in-memory L1 (Ristretto, package l1) in front of one
+// DynamoDB table shared by all processes (L2, package l2). A miss in both calls
+// the caller's Loader. When any process writes a key, the table's DynamoDB
+// Stream (package invalidation) tells every other process to drop its L1 copy.
+//
+// Guarantees, exactly:
+//
+//   - Collapsing: at most one L2 read and one loader call per key per process
+//     at a time, whatever the number of concurrent callers. With leases on
+//     (the default), at most one loader call per key across all processes
+//     while the lease holder is alive.
+//   - Read-your-writes: after Set or Delete returns nil on a node, Get on that
+//     node returns the new value (or ErrNotFound).
+//   - Staleness bound: while the stream consumer is healthy, no node serves a
+//     value more than Options.StalenessBound (T) after a newer write was
+//     acknowledged anywhere, provided DynamoDB publishes stream records within
+//     T/2 (typically well under a second). When the consumer has been unhealthy
+//     for T/2, L1 entries older than T/2 are no longer served until it
+//     recovers and L1 is flushed; every L1 entry dies within L1MaxTTL whatever
+//     happens.
+//   - No stale fill: a fill that began before an invalidation of its key never
+//     lands after it in L1, nor (with leases) in L2.
+//   - Outages: a DynamoDB failure never fails a GetOrLoad whose loader works.
+//
+// Concurrency: every method of Cache is safe for concurrent use, Close too.
+package tiered

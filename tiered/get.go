@@ -1,0 +1,227 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/tieredcache/tieredcache/l1"
+	"github.com/tieredcache/tieredcache/l2"
+)
+
+// Get returns the value of key from L1, else from L2, else ErrNotFound. It
+// never calls a loader. Concurrent misses of one key share one L2 read.
+func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
+	if e, ok := c.l1.Get(key); ok && c.servable(e) {
+		return e.result()
+	}
+	return c.miss(ctx, key, nil)
+}
+
+// GetOrLoad returns the value of key from L1, else from L2, else from loader,
+// storing what it loads in both tiers. Concurrent misses of one key in this
+// process share one L2 read and one loader call (the first caller's loader);
+// with leases, one loader call across all processes. A caller whose ctx ends
+// returns ctx's error at once while the others still get the value. A loader
+// error is returned to every waiting caller and not cached; ErrNotFound from
+// the loader is cached for NegativeTTL. A DynamoDB failure never fails the
+// call while the loader works.
+func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, loader Loader[V]) (V, error) {
+	if e, ok := c.l1.Get(key); ok && c.servable(e) {
+		return e.result()
+	}
+	if loader == nil {
+		var zero V
+		return zero, errors.New("tiered: GetOrLoad needs a loader")
+	}
+	return c.miss(ctx, key, loader)
+}
+
+// servable says whether an L1 entry may be served: always while the stream
+// consumer is healthy; only if younger than T/2 while it is not.
+func (c *Cache[V]) servable(e *entry[V]) bool {
+	if !c.degraded.Load() {
+		return true
+	}
+	return time.Now().UnixNano()-e.stored < int64(c.o.StalenessBound/2)
+}
+
+func (e *entry[V]) result() (V, error) {
+	if e.notFound {
+		var zero V
+		return zero, ErrNotFound
+	}
+	return e.value, nil
+}
+
+// miss runs (or joins) the one flight for key and waits for it or for ctx.
+func (c *Cache[V]) miss(ctx context.Context, key string, loader Loader[V]) (V, error) {
+	var zero V
+	if c.isClosed.Load() {
+		return zero, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	if _, err := c.l2.EncodeKey(key); err != nil {
+		return zero, err
+	}
+	flightKey := "g\x00" + key // Get and GetOrLoad flights differ in what they may do
+	if loader != nil {
+		flightKey = "l\x00" + key
+	}
+	ch := c.flights.DoChan(flightKey, func() (any, error) {
+		return c.flight(ctx, key, loader)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return zero, r.Err
+		}
+		return r.Val.(*entry[V]).result()
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}
+
+// flight is the one load of key in this process. It runs on its own
+// goroutine (singleflight.DoChan), on a context detached from the caller's.
+func (c *Cache[V]) flight(callerCtx context.Context, key string, loader Loader[V]) (res any, err error) {
+	if !c.track() {
+		return nil, ErrClosed
+	}
+	defer c.wg.Done()
+	defer func() { // a panic here would crash the process: DoChan re-panics on its goroutine
+		if r := recover(); r != nil {
+			c.stats.loadPanics.Add(1)
+			res, err = nil, &LoaderPanicError{Value: r}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(callerCtx), c.o.LoadTimeout)
+	defer cancel()
+	stop := context.AfterFunc(c.closeCtx, cancel)
+	defer stop()
+
+	fence := c.l1.BeginFill(key)
+	// A flight that ended just before this one began may have filled L1.
+	if e, ok := c.l1.Get(key); ok && c.servable(e) {
+		return e, nil
+	}
+	item, err := l2Call(c, func() (l2.Item, error) { return c.l2.Get(ctx, key) })
+	var seen []l2.FillOption
+	switch {
+	case err == nil:
+		if e, ok := c.fromItem(item); ok {
+			c.stats.l2Hits.Add(1)
+			c.fillL1(key, fence, e, int64(len(item.Value)), 0, item.ExpiresAt)
+			return e, nil
+		}
+	case errors.Is(err, l2.ErrNotFound):
+		c.stats.l2Misses.Add(1)
+		// Fill only if the key is still at this version: a Set or Delete
+		// landing during the load makes the fill lose, with or without a lease.
+		seen = []l2.FillOption{l2.IfVersion(item.Version)}
+	case errors.Is(err, l2.ErrCorruptItem):
+		c.stats.l2Corrupt.Add(1)
+	}
+	if loader == nil {
+		if l2Down(err) {
+			return nil, &L2Error{Op: "Get", Err: err}
+		}
+		return &entry[V]{notFound: true}, nil
+	}
+	return c.load(ctx, key, loader, fence, l2Down(err), seen)
+}
+
+// load calls the loader (after taking, or waiting on, the cross-node lease)
+// and writes the result to L2, then L1.
+func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], fence l1.Fence, l2IsDown bool, seen []l2.FillOption) (*entry[V], error) {
+	lease := ""
+	if !c.o.DisableLeases && !l2IsDown {
+		var e *entry[V]
+		lease, e = c.acquireOrWait(ctx, key, fence)
+		if e != nil {
+			return e, nil
+		}
+	}
+	if l2IsDown || c.breaker.State().String() == "open" {
+		// Without L2 every node may reach the source: cap our share.
+		select {
+		case c.outage <- struct{}{}:
+			defer func() { <-c.outage }()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	c.stats.loads.Add(1)
+	v, ttl, err := callLoader(ctx, key, loader)
+	e := &entry[V]{value: v}
+	switch {
+	case err == nil:
+		if ttl <= 0 {
+			ttl = c.o.L2TTL
+		}
+	case errors.Is(err, ErrNotFound) && c.o.NegativeTTL > 0:
+		e = &entry[V]{notFound: true}
+		ttl = c.o.NegativeTTL
+	default:
+		c.stats.loadErrors.Add(1)
+		if errors.Is(err, ErrLoaderPanic) {
+			c.stats.loadPanics.Add(1)
+		}
+		c.releaseLease(key, lease)
+		return nil, err
+	}
+
+	var enc []byte
+	if !e.notFound {
+		if enc, err = c.o.Codec.Encode(v); err != nil {
+			c.releaseLease(key, lease)
+			return nil, &EncodeError{Err: err}
+		}
+	}
+	ver, err := l2Call(c, func() (int64, error) {
+		return c.l2.Fill(ctx, key, enc, e.notFound, ttl, lease, seen...)
+	})
+	switch {
+	case err == nil:
+		e.version = ver
+	case errors.Is(err, l2.ErrConflict), errors.Is(err, l2.ErrLeaseLost):
+		// A write or delete of key landed while we loaded: what we loaded may
+		// be older than the table. The callers get it (it is what the source
+		// said when they asked) but no tier keeps it.
+		c.stats.staleFillsDropped.Add(1)
+		return e, nil
+	case errors.Is(err, l2.ErrValueTooLarge):
+		c.stats.l2TooLarge.Add(1) // serve and keep in L1 only
+	default:
+		// L2 could not be written: keep the value in L1 only. The fence still
+		// guards it against invalidations that arrive meanwhile.
+	}
+	c.fillL1(key, fence, e, int64(len(enc)), ttl, time.Now().Add(ttl))
+	return e, nil
+}
+
+// fromItem decodes an L2 item; a value the codec rejects is a counted miss.
+func (c *Cache[V]) fromItem(item l2.Item) (*entry[V], bool) {
+	e := &entry[V]{version: item.Version, notFound: item.NotFound}
+	if !item.NotFound {
+		v, err := c.o.Codec.Decode(item.Value)
+		if err != nil {
+			c.stats.l2Corrupt.Add(1)
+			return nil, false
+		}
+		e.value = v
+	}
+	return e, true
+}
+
+// fillL1 stores e unless key was written or invalidated since fence was taken,
+// then waits for Ristretto to apply it so that callers arriving after this
+// flight see it instead of starting another. size is the encoded value's size.
+func (c *Cache[V]) fillL1(key string, fence l1.Fence, e *entry[V], size int64, ttl time.Duration, exp time.Time) {
+	e.stored = time.Now().UnixNano()
+	if c.l1.Fill(key, fence, e, size, c.l1TTL(ttl, exp)) {
+		c.l1.Wait()
+	}
+}

@@ -1,0 +1,111 @@
+package tiered_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tieredcache/tieredcache/l2"
+	"github.com/tieredcache/tieredcache/tiered"
+)
+
+func TestClusterWideStampedeLoadsOnce(t *testing.T) {
+	const nodesN, perNode = 3, 100
+	nodes := newCluster(t, nodesN, nil)
+	ctx := testContext(t)
+	var started, loads atomic.Int64
+	allIn := make(chan struct{})
+	loader := func(context.Context, string) (string, error) {
+		loads.Add(1)
+		<-allIn // keep the lease held until every caller on every node has asked
+		return "v", nil
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, nodesN*perNode)
+	for _, n := range nodes {
+		for i := 0; i < perNode; i++ {
+			wg.Add(1)
+			go func(n *node) {
+				defer wg.Done()
+				if started.Add(1) == nodesN*perNode {
+					close(allIn)
+				}
+				v, err := n.GetOrLoad(ctx, "cold", loader)
+				if err == nil && v != "v" {
+					err = fmt.Errorf("got %q", v)
+				}
+				if err != nil {
+					errs <- err
+				}
+			}(n)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("GetOrLoad: %v", err)
+	}
+	if got := loads.Load(); got != 1 {
+		t.Fatalf("loader calls across %d nodes x %d goroutines = %d, want 1", nodesN, perNode, got)
+	}
+	var waits uint64
+	for _, n := range nodes {
+		waits += n.Stats().LeaseWaits
+	}
+	if waits == 0 {
+		t.Fatalf("no node waited on the lease; the test did not exercise it")
+	}
+}
+
+// TestStaleSetRaceLeavesNoStaleEntry is memcache's stale-set race: a fill
+// reads old data from the source, the source changes and the key is deleted
+// (by another node), then the fill completes. Neither tier may keep the old
+// value. Hooks (the loader blocking on channels), not sleeps, order the steps.
+func TestStaleSetRaceLeavesNoStaleEntry(t *testing.T) {
+	nodes := newCluster(t, 3, nil)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	ctx := testContext(t)
+
+	var srcMu sync.Mutex
+	source := "old"
+	readSource := func() string { srcMu.Lock(); defer srcMu.Unlock(); return source }
+	loaded, proceed := make(chan struct{}), make(chan struct{})
+	slowFill := func(context.Context, string) (string, error) {
+		v := readSource()
+		close(loaded)
+		<-proceed
+		return v, nil
+	}
+	done := make(chan string, 1)
+	go func() { v, _ := a.GetOrLoad(ctx, "k", slowFill); done <- v }()
+	<-loaded
+	srcMu.Lock()
+	source = "new"
+	srcMu.Unlock()
+	if err := b.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	close(proceed)
+	if v := <-done; v != "old" {
+		t.Fatalf("the filling caller got %q, want what its loader returned (old)", v)
+	}
+	// L2 holds no "old": the lease was voided by the Delete.
+	if item, err := l2Table(t, a.tableName).Get(ctx, "k"); !errors.Is(err, l2.ErrNotFound) {
+		t.Fatalf("L2 after the race: %+v, %v; want not found", item, err)
+	}
+	// L1 of the filling node holds no "old".
+	if v, err := a.Get(ctx, "k"); !errors.Is(err, tiered.ErrNotFound) {
+		t.Fatalf("filling node serves %q (%v) after the delete", v, err)
+	}
+	// Any node now loads the new value.
+	fresh := func(context.Context, string) (string, error) { return readSource(), nil }
+	if v, err := c.GetOrLoad(ctx, "k", fresh); err != nil || v != "new" {
+		t.Fatalf("third node GetOrLoad = %q, %v; want new", v, err)
+	}
+	if st := a.Stats(); st.StaleFillsDropped != 1 {
+		t.Fatalf("StaleFillsDropped = %d, want 1", st.StaleFillsDropped)
+	}
+}

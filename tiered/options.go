@@ -1,0 +1,187 @@
+package tiered
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+)
+
+// Defaults for Options. A zero field means its default.
+const (
+	DefaultL1MaxBytes      = 64 << 20         // 64 MiB of keys, values and per-item overhead
+	DefaultL1TTL           = 1 * time.Minute  // how long an L1 entry lives unless the loader says otherwise
+	DefaultL1MaxTTL        = 5 * time.Minute  // hard cap on every L1 entry: the last net if invalidation fails
+	DefaultL2TTL           = 1 * time.Hour    // how long an L2 item lives (DynamoDB TTL + read-side filter)
+	DefaultNegativeTTL     = 10 * time.Second // how long a "not found" from the loader is cached
+	DefaultTTLJitter       = 0.1              // L1 TTLs are spread over [ttl*(1-j), ttl]
+	DefaultLoadTimeout     = 10 * time.Second // bound on one shared load (L2 read + loader + L2 write)
+	DefaultStalenessBound  = 2 * time.Second  // T: see the package doc
+	DefaultPollInterval    = 50 * time.Millisecond
+	DefaultLeaseTTL        = 5 * time.Second // how long a fill lease blocks other nodes' loaders
+	DefaultLeaseWait       = 5 * time.Second // how long a node waits for another node's lease before loading itself
+	DefaultMaxOutageLoads  = 64              // loader calls at once while L2 is unavailable
+	DefaultBreakerFailures = 5               // consecutive L2 failures that open the breaker
+	DefaultBreakerCooldown = 2 * time.Second // open -> half-open
+	DefaultRefreshAhead    = 0.0             // refresh-ahead off
+)
+
+// Options configures a Cache. The zero value of every field but Table is
+// useful.
+type Options[V any] struct {
+	// Table is the DynamoDB table shared by every node. Required.
+	Table string
+	// Namespace prefixes every key in the table so several caches can share
+	// one table. It must not contain '#'. Default "".
+	Namespace string
+	// CreateTable makes New create the table when it is missing (on-demand
+	// billing, TTL and stream enabled). An existing table is always checked and
+	// New fails with a precise error when it does not fit.
+	CreateTable bool
+
+	// AWS is the SDK configuration used to build clients when DynamoDB or
+	// Streams is nil. Nil means config.LoadDefaultConfig (environment,
+	// shared files, IAM role; AWS_ENDPOINT_URL is honoured).
+	AWS *aws.Config
+	// DynamoDB is used as it is when set (no settings of ours applied).
+	DynamoDB *dynamodb.Client
+	// Streams is used as it is when set.
+	Streams *dynamodbstreams.Client
+
+	// Codec encodes values for L2. Nil: BytesCodec for []byte, StringCodec for
+	// string, JSONCodec otherwise.
+	Codec Codec[V]
+
+	// L1MaxBytes is the L1 budget: key + encoded value size + a fixed
+	// per-item overhead, summed. Default DefaultL1MaxBytes.
+	L1MaxBytes int64
+	// L1TTL is how long an entry stays in L1. Default DefaultL1TTL.
+	L1TTL time.Duration
+	// L1MaxTTL caps every L1 entry, including TTLs chosen by loaders: the
+	// hard maximum age of a value served from L1 when invalidation fails.
+	// Default DefaultL1MaxTTL.
+	L1MaxTTL time.Duration
+	// L2TTL is how long items live in DynamoDB. Default DefaultL2TTL. An L1
+	// entry never outlives its L2 item.
+	L2TTL time.Duration
+	// NegativeTTL is how long a loader's ErrNotFound is cached in both tiers.
+	// Default DefaultNegativeTTL; negative means do not cache not-found.
+	NegativeTTL time.Duration
+	// TTLJitter spreads L1 expiries so keys filled together do not expire
+	// together. Default DefaultTTLJitter; negative means none.
+	TTLJitter float64
+	// LoadTimeout bounds one shared load. Default DefaultLoadTimeout.
+	LoadTimeout time.Duration
+
+	// StalenessBound is T, the promise of the package doc. Default
+	// DefaultStalenessBound.
+	StalenessBound time.Duration
+	// PollInterval is how often each stream shard is polled when idle.
+	// Default DefaultPollInterval. Each poll is a billed GetRecords call.
+	PollInterval time.Duration
+	// DisableInvalidation turns the stream consumer off: only for a single
+	// node, or tests. Other nodes' writes then reach this L1 only by expiry.
+	DisableInvalidation bool
+	// ReplaceOnChange, for a table whose stream view includes NEW_IMAGE,
+	// replaces an L1 entry in place with the stream's newer version instead of
+	// dropping it, so a hot key does not send every node to DynamoDB at once.
+	// With CreateTable the stream is created with NEW_IMAGE.
+	ReplaceOnChange bool
+
+	// DisableLeases turns off cross-node fill leases: every node that misses
+	// L2 then calls its loader.
+	DisableLeases bool
+	// LeaseTTL is how long a lease holds. Default DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// LeaseWait bounds how long a node waits on another node's lease.
+	// Default DefaultLeaseWait.
+	LeaseWait time.Duration
+
+	// RefreshAhead, in (0,1), is the fraction of an entry's L1 TTL after
+	// which a hit returns the value and refreshes it once in the background.
+	// 0 (default) turns it off.
+	RefreshAhead float64
+	// StaleIfError serves the last known value, with a *StaleError, when the
+	// loader fails and one is known.
+	StaleIfError bool
+
+	// MaxOutageLoads caps concurrent loader calls while L2 is unavailable.
+	// Default DefaultMaxOutageLoads.
+	MaxOutageLoads int
+	// BreakerFailures is how many L2 failures in a row open the breaker.
+	// Default DefaultBreakerFailures.
+	BreakerFailures uint32
+	// BreakerCooldown is how long the breaker stays open before it tries
+	// DynamoDB again. Default DefaultBreakerCooldown.
+	BreakerCooldown time.Duration
+
+	// Logger receives operational events (never keys, values or
+	// credentials). Default: discard.
+	Logger *slog.Logger
+	// OnInvalidate, if set, is called after the stream made this node drop or
+	// replace a key, with the record's approximate creation time. It runs on
+	// the consumer's goroutine: keep it short.
+	OnInvalidate func(key string, created time.Time)
+}
+
+func (o *Options[V]) setDefaults() error {
+	if o.Table == "" {
+		return fmt.Errorf("%w: Table is required", ErrInvalidOptions)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if o.L1MaxBytes == 0 {
+		o.L1MaxBytes = DefaultL1MaxBytes
+	}
+	def(&o.L1TTL, DefaultL1TTL)
+	def(&o.L1MaxTTL, DefaultL1MaxTTL)
+	def(&o.L2TTL, DefaultL2TTL)
+	def(&o.NegativeTTL, DefaultNegativeTTL)
+	def(&o.LoadTimeout, DefaultLoadTimeout)
+	def(&o.StalenessBound, DefaultStalenessBound)
+	def(&o.PollInterval, DefaultPollInterval)
+	def(&o.LeaseTTL, DefaultLeaseTTL)
+	def(&o.LeaseWait, DefaultLeaseWait)
+	def(&o.BreakerCooldown, DefaultBreakerCooldown)
+	if o.TTLJitter == 0 {
+		o.TTLJitter = DefaultTTLJitter
+	} else if o.TTLJitter < 0 {
+		o.TTLJitter = 0
+	}
+	if o.MaxOutageLoads == 0 {
+		o.MaxOutageLoads = DefaultMaxOutageLoads
+	}
+	if o.BreakerFailures == 0 {
+		o.BreakerFailures = DefaultBreakerFailures
+	}
+	if o.Codec == nil {
+		o.Codec = defaultCodec[V]()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case o.L1MaxBytes < 0:
+		return fmt.Errorf("%w: L1MaxBytes %d < 0", ErrInvalidOptions, o.L1MaxBytes)
+	case o.L1TTL < 0 || o.L1MaxTTL < 0 || o.L2TTL < 0 || o.LoadTimeout < 0 || o.StalenessBound < 0 ||
+		o.PollInterval < 0 || o.LeaseTTL < 0 || o.LeaseWait < 0 || o.BreakerCooldown < 0:
+		return fmt.Errorf("%w: durations must not be negative", ErrInvalidOptions)
+	case o.L1TTL > o.L1MaxTTL:
+		return fmt.Errorf("%w: L1TTL %v exceeds L1MaxTTL %v", ErrInvalidOptions, o.L1TTL, o.L1MaxTTL)
+	case o.TTLJitter >= 1:
+		return fmt.Errorf("%w: TTLJitter %v must be below 1", ErrInvalidOptions, o.TTLJitter)
+	case o.RefreshAhead < 0 || o.RefreshAhead >= 1:
+		return fmt.Errorf("%w: RefreshAhead %v must be in [0,1)", ErrInvalidOptions, o.RefreshAhead)
+	case o.PollInterval >= o.StalenessBound/2:
+		return fmt.Errorf("%w: PollInterval %v must be well below StalenessBound/2 (%v)", ErrInvalidOptions, o.PollInterval, o.StalenessBound/2)
+	case o.MaxOutageLoads < 0:
+		return fmt.Errorf("%w: MaxOutageLoads %d < 0", ErrInvalidOptions, o.MaxOutageLoads)
+	}
+	return nil
+}

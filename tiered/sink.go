@@ -1,0 +1,88 @@
+package tiered
+
+import (
+	"time"
+
+	"github.com/tieredcache/tieredcache/invalidation"
+	"github.com/tieredcache/tieredcache/l2"
+)
+
+// sink receives the stream consumer's events. It runs on the consumer's
+// goroutine and must not block.
+type sink[V any] struct{ c *Cache[V] }
+
+// Changed drops key from L1 (bumping its fence, so fills in flight lose), or
+// with ReplaceOnChange and a newer image, replaces it in place.
+//
+// A node's own writes come back too: with KEYS_ONLY they evict the entry the
+// write had just stored (the next Get costs one L2 read); with
+// ReplaceOnChange the versions match and nothing happens.
+func (s sink[V]) Changed(ch invalidation.Change) {
+	c := s.c
+	key, ok := c.l2.DecodeKey(ch.PartitionKey)
+	if !ok {
+		return // another namespace
+	}
+	if !ch.Created.IsZero() {
+		c.stats.observeLag(time.Since(ch.Created))
+	}
+	if c.o.ReplaceOnChange && ch.NewImage != nil && s.replace(key, ch) {
+		return
+	}
+	c.l1.Invalidate(key)
+	c.stats.invalidations.Add(1)
+	if c.o.OnInvalidate != nil {
+		c.o.OnInvalidate(key, ch.Created)
+	}
+}
+
+// replace applies a NEW_IMAGE record; false means "invalidate instead".
+func (s sink[V]) replace(key string, ch invalidation.Change) bool {
+	c := s.c
+	item, err := l2.ItemFromStreamImage(ch.NewImage)
+	if err != nil || !item.ExpiresAt.IsZero() && !item.ExpiresAt.After(time.Now()) {
+		return false
+	}
+	e, ok := c.fromItem(item)
+	if !ok || item.Value == nil && !item.NotFound { // tombstone or lease-only
+		return false
+	}
+	e.stored = time.Now().UnixNano()
+	ttl := c.l1TTL(0, item.ExpiresAt)
+	replaced := c.l1.Replace(key, e, int64(len(item.Value)), ttl, func(old *entry[V]) bool {
+		return old.version < item.Version
+	})
+	if replaced {
+		c.stats.replacements.Add(1)
+		if c.o.OnInvalidate != nil {
+			c.o.OnInvalidate(key, ch.Created)
+		}
+		return true
+	}
+	// Not replaced: either L1 holds this version or a newer one (our own
+	// write: keep it), or nothing (invalidate so fills in flight lose).
+	if old, ok := c.l1.Get(key); ok && old.version >= item.Version {
+		return true
+	}
+	return false
+}
+
+// Flush drops every L1 entry: the consumer may have missed changes.
+func (s sink[V]) Flush(reason error) {
+	s.c.l1.Flush()
+	s.c.stats.flushes.Add(1)
+	s.c.o.Logger.Warn("tieredcache: L1 flushed: lost track of the stream", "reason", reason)
+}
+
+// SetTrusted switches degraded mode: while untrusted, L1 entries older than
+// StalenessBound/2 are not served.
+func (s sink[V]) SetTrusted(trusted bool) {
+	if s.c.degraded.Swap(!trusted) == trusted { // state changed
+		if trusted {
+			s.c.o.Logger.Info("tieredcache: stream healthy again; L1 trusted")
+		} else {
+			s.c.stats.degradedEpisodes.Add(1)
+			s.c.o.Logger.Warn("tieredcache: stream consumer unhealthy; serving only young L1 entries")
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package tiered
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tieredcache/tieredcache/invalidation"
+	"github.com/tieredcache/tieredcache/l1"
+)
+
+// Stats is a snapshot of what a Cache has done since New. Counters only grow.
+type Stats struct {
+	L1 l1.Stats // hits, misses, sets dropped or refused, bytes used, evictions
+
+	L2Hits    uint64 // misses of L1 answered by L2
+	L2Misses  uint64 // L2 reads that found nothing (or an expired item)
+	L2Calls   uint64 // DynamoDB requests made, of every kind
+	L2Errors  uint64 // DynamoDB requests that failed (timeouts, throttling, outage)
+	L2Corrupt uint64 // L2 items that could not be read or decoded (treated as misses)
+
+	Loads       uint64 // loader calls
+	LoadErrors  uint64 // loader calls that failed (not cached)
+	LoadPanics  uint64 // loader panics turned into errors
+	Writes      uint64 // Set and Delete calls
+	WriteErrors uint64 // Set and Delete calls that failed
+
+	LeasesAcquired    uint64 // fill leases this node took
+	LeaseWaits        uint64 // times this node waited on another node's lease
+	LeaseTimeouts     uint64 // waits that ran out (the loader was then called anyway)
+	StaleFillsDropped uint64 // loads not stored because the key changed meanwhile
+	L2TooLarge        uint64 // loaded values too large for an item, kept in L1 only
+
+	BreakerState string // closed, half-open or open
+	BreakerOpens uint64 // times the breaker opened
+
+	Invalidations    uint64              // L1 entries dropped because the stream said the key changed
+	Replacements     uint64              // L1 entries replaced in place (ReplaceOnChange)
+	Flushes          uint64              // whole-L1 flushes (lost track of the stream)
+	Degraded         bool                // the stream consumer is unhealthy: only young L1 entries are served
+	DegradedEpisodes uint64              // times the cache entered degraded mode
+	LagLast          time.Duration       // stream record creation -> invalidation here, last record
+	LagMax           time.Duration       // the largest such lag seen
+	LagMean          time.Duration       // mean over all records seen
+	Stream           *invalidation.Stats // nil when invalidation is disabled
+}
+
+type counters struct {
+	l2Hits, l2Misses, l2Calls, l2Errors, l2Corrupt               atomic.Uint64
+	loads, loadErrors, loadPanics, writes, writeErrors           atomic.Uint64
+	leasesAcquired, leaseWaits, leaseTimeouts, staleFillsDropped atomic.Uint64
+	l2TooLarge, breakerOpens                                     atomic.Uint64
+	invalidations, replacements, flushes, degradedEpisodes       atomic.Uint64
+
+	lagMu                   sync.Mutex
+	lagLast, lagMax, lagSum time.Duration
+	lagN                    int64
+}
+
+func (s *counters) observeLag(d time.Duration) {
+	if d < 0 {
+		d = 0
+	}
+	s.lagMu.Lock()
+	s.lagLast = d
+	s.lagMax = max(s.lagMax, d)
+	s.lagSum += d
+	s.lagN++
+	s.lagMu.Unlock()
+}
+
+// Stats returns a snapshot. It is cheap enough to call every second.
+func (c *Cache[V]) Stats() Stats {
+	s := &c.stats
+	st := Stats{
+		L1:                c.l1.Stats(),
+		L2Hits:            s.l2Hits.Load(),
+		L2Misses:          s.l2Misses.Load(),
+		L2Calls:           s.l2Calls.Load(),
+		L2Errors:          s.l2Errors.Load(),
+		L2Corrupt:         s.l2Corrupt.Load(),
+		Loads:             s.loads.Load(),
+		LoadErrors:        s.loadErrors.Load(),
+		LoadPanics:        s.loadPanics.Load(),
+		Writes:            s.writes.Load(),
+		WriteErrors:       s.writeErrors.Load(),
+		LeasesAcquired:    s.leasesAcquired.Load(),
+		LeaseWaits:        s.leaseWaits.Load(),
+		LeaseTimeouts:     s.leaseTimeouts.Load(),
+		StaleFillsDropped: s.staleFillsDropped.Load(),
+		L2TooLarge:        s.l2TooLarge.Load(),
+		BreakerState:      c.breaker.State().String(),
+		BreakerOpens:      s.breakerOpens.Load(),
+		Invalidations:     s.invalidations.Load(),
+		Replacements:      s.replacements.Load(),
+		Flushes:           s.flushes.Load(),
+		Degraded:          c.degraded.Load(),
+		DegradedEpisodes:  s.degradedEpisodes.Load(),
+	}
+	s.lagMu.Lock()
+	st.LagLast, st.LagMax = s.lagLast, s.lagMax
+	if s.lagN > 0 {
+		st.LagMean = s.lagSum / time.Duration(s.lagN)
+	}
+	s.lagMu.Unlock()
+	if c.consumer != nil {
+		cs := c.consumer.Stats()
+		st.Stream = &cs
+	}
+	return st
+}

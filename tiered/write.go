@@ -1,0 +1,71 @@
+package tiered
+
+import (
+	"context"
+	"time"
+)
+
+// Set writes value to L2, then to this node's L1, so that this node reads its
+// own write at once; the table's stream tells the other nodes. A Set that
+// could not reach DynamoDB returns an error matching ErrL2Unavailable and
+// leaves this node's L1 without the key: the write is reported, never lost
+// silently. A fill of key that began before Set never lands after it.
+func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
+	return c.SetWithTTL(ctx, key, value, 0)
+}
+
+// SetWithTTL is Set with this entry's TTL (0: L2TTL in L2, L1TTL in L1, both
+// capped as usual).
+func (c *Cache[V]) SetWithTTL(ctx context.Context, key string, value V, ttl time.Duration) error {
+	if !c.track() {
+		return ErrClosed
+	}
+	defer c.wg.Done()
+	if _, err := c.l2.EncodeKey(key); err != nil {
+		return err
+	}
+	enc, err := c.o.Codec.Encode(value)
+	if err != nil {
+		return &EncodeError{Err: err}
+	}
+	if ttl <= 0 {
+		ttl = c.o.L2TTL
+	}
+	fence := c.l1.BeginFill(key)
+	c.stats.writes.Add(1)
+	ver, err := l2Call(c, func() (int64, error) { return c.l2.Put(ctx, key, enc, ttl) })
+	if err != nil {
+		c.l1.Invalidate(key)
+		c.stats.writeErrors.Add(1)
+		if isBadInput(err) {
+			return err
+		}
+		return &L2Error{Op: "Set", Err: err}
+	}
+	e := &entry[V]{value: value, version: ver, stored: time.Now().UnixNano()}
+	// If another write of key reached us (through the stream) while ours was
+	// in flight, we cannot tell which is newer: drop the key instead.
+	c.l1.SetFenced(key, fence, e, int64(len(enc)), c.l1TTL(ttl, time.Now().Add(ttl)))
+	return nil
+}
+
+// Delete removes key from L2 (leaving a tombstone so versions keep moving
+// forward, and voiding any fill lease) and from this node's L1. Errors are
+// as for Set; L1 loses the key in every case.
+func (c *Cache[V]) Delete(ctx context.Context, key string) error {
+	if !c.track() {
+		return ErrClosed
+	}
+	defer c.wg.Done()
+	if _, err := c.l2.EncodeKey(key); err != nil {
+		return err
+	}
+	c.stats.writes.Add(1)
+	_, err := l2Call(c, func() (struct{}, error) { return struct{}{}, c.l2.Delete(ctx, key) })
+	c.l1.Invalidate(key)
+	if err != nil {
+		c.stats.writeErrors.Add(1)
+		return &L2Error{Op: "Delete", Err: err}
+	}
+	return nil
+}
