@@ -1,0 +1,235 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+
+	"github.com/tieredcache/tieredcache/internal/dynamolocal"
+	"github.com/tieredcache/tieredcache/l1"
+	"github.com/tieredcache/tieredcache/tiered"
+)
+
+const (
+	l1HitKeys      = 4096    // distinct keys, all resident in both caches
+	l1HitValueSize = 128     // bytes per value
+	l1HitZipfS     = 1.1     // Zipf exponent: a few hot keys, a long tail
+	l1HitSeqLen    = 1 << 16 // pre-generated indices per goroutine
+	// l1HitTTL is the entry TTL in both caches. Any TTL costs Ristretto a
+	// time.Now() per hit, so both sides pay it; it is long enough that nothing
+	// expires during the benchmark.
+	l1HitTTL = tiered.DefaultL1MaxTTL
+)
+
+// BenchmarkL1Hit compares tiered.Cache[[]byte].Get on L1-resident keys with
+// a raw Ristretto v2 Get on the same keys and values, both under
+// b.RunParallel (GOMAXPROCS goroutines) with Zipf-distributed keys, in one
+// benchmark: BenchmarkL1Hit/zipf.
+//
+// A 2-core machine shared with other work is noisy, and two long runs one
+// after the other would let a burst of noise land on one side only. So each
+// run of the sub-benchmark interleaves TC_L1HIT_ROUNDS (default 7) pairs of
+// b.RunParallel loops of b.N Gets, raw and tiered, the order alternating per
+// round, each timed on its own after a GC; the framework scales b.N so that
+// the whole takes -benchtime (each loop then lasts about benchtime/(2 x
+// rounds); raise -benchtime for longer loops). Reported, as medians over the
+// rounds:
+//
+//	ns/op, allocs/op, B/op    tiered Get
+//	raw-ns/op, raw-allocs/op  raw Ristretto Get
+//	ratio                     median of the per-round ratios tiered/raw, which
+//	                          pair loops run moments apart; target <= 1.2
+//	tiered-allocs/1k-op, raw-allocs/1k-op
+//	                          exact allocations per 1000 Gets: Ristretto's read
+//	                          buffer allocates a batch every 64 hits, on both
+//	                          sides alike, which allocs/op rounds down to 0
+//
+// (testing.Benchmark cannot be used for the inner measurements: it waits for
+// the lock the running benchmark holds.)
+//
+// The cache under test runs with DisableInvalidation. The hit path is the same
+// code either way (l1 Get plus one atomic load of the degraded flag, which
+// stays false while the consumer is healthy); with the consumer on, this
+// node's own warm-up writes would come back through the stream and evict keys
+// at moments we do not control, making residency, and so the measurement,
+// unstable, and its 50 ms poller would take CPU from the tiered loops only.
+func BenchmarkL1Hit(b *testing.B) {
+	rounds := envInt("TC_L1HIT_ROUNDS", 7)
+
+	keys := make([]string, l1HitKeys)
+	values := make([][]byte, l1HitKeys)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("l1hit/key/%06d", i)
+		values[i] = make([]byte, l1HitValueSize)
+		for j := range values[i] {
+			values[i][j] = byte(i + j)
+		}
+	}
+
+	raw := newRawRistretto(b, keys, values)
+	tc := newResidentTiered(b, keys, values)
+
+	// One sequence per goroutine RunParallel starts (GOMAXPROCS x
+	// parallelism 1), with spares; goroutines pick them round-robin.
+	seqs := ZipfSequences(16, len(keys), l1HitSeqLen, l1HitZipfS)
+	mask := l1HitSeqLen - 1
+	var misses atomic.Int64
+
+	rawLoop := func(b *testing.B) {
+		var next atomic.Uint32
+		b.RunParallel(func(pb *testing.PB) {
+			seq := seqs[int(next.Add(1))%len(seqs)]
+			i, miss := 0, 0
+			for pb.Next() {
+				if _, ok := raw.Get(keys[seq[i&mask]]); !ok {
+					miss++
+				}
+				i++
+			}
+			misses.Add(int64(miss))
+		})
+	}
+	ctx := context.Background()
+	tieredLoop := func(b *testing.B) {
+		var next atomic.Uint32
+		b.RunParallel(func(pb *testing.PB) {
+			seq := seqs[int(next.Add(1))%len(seqs)]
+			i, miss := 0, 0
+			for pb.Next() {
+				if _, err := tc.Get(ctx, keys[seq[i&mask]]); err != nil {
+					miss++
+				}
+				i++
+			}
+			misses.Add(int64(miss))
+		})
+	}
+
+	b.Run("zipf", func(b *testing.B) {
+		var rawNs, tcNs, ratios, rawAllocs, tcAllocs, tcBytes []float64
+		for r := range rounds {
+			var rm, tm loopCost
+			if r%2 == 0 {
+				rm, tm = measureLoop(b, rawLoop), measureLoop(b, tieredLoop)
+			} else {
+				tm, rm = measureLoop(b, tieredLoop), measureLoop(b, rawLoop)
+			}
+			rawNs, tcNs, ratios = append(rawNs, rm.ns), append(tcNs, tm.ns), append(ratios, tm.ns/rm.ns)
+			rawAllocs, tcAllocs = append(rawAllocs, rm.allocs), append(tcAllocs, tm.allocs)
+			tcBytes = append(tcBytes, tm.bytes)
+		}
+		if m := misses.Load(); m > 0 {
+			b.Fatalf("%d Gets missed: keys were not all L1-resident, the figures are not the hit path", m)
+		}
+		b.ReportMetric(median(tcNs), "ns/op")
+		b.ReportMetric(math.Floor(median(tcAllocs)), "allocs/op")
+		b.ReportMetric(math.Floor(median(tcBytes)), "B/op")
+		b.ReportMetric(median(rawNs), "raw-ns/op")
+		b.ReportMetric(math.Floor(median(rawAllocs)), "raw-allocs/op")
+		b.ReportMetric(median(ratios), "ratio")
+		b.ReportMetric(1000*median(tcAllocs), "tiered-allocs/1k-op")
+		b.ReportMetric(1000*median(rawAllocs), "raw-allocs/1k-op")
+	})
+}
+
+// loopCost is what one b.RunParallel loop of b.N operations cost, per op.
+type loopCost struct{ ns, allocs, bytes float64 }
+
+// measureLoop runs loop (one b.RunParallel over b.N operations) after a GC
+// and times it on its own. Allocation counts are process-wide, as -benchmem's
+// are.
+func measureLoop(b *testing.B, loop func(*testing.B)) loopCost {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	loop(b)
+	elapsed := time.Since(start)
+	runtime.ReadMemStats(&after)
+	n := float64(b.N)
+	return loopCost{
+		ns:     float64(elapsed.Nanoseconds()) / n,
+		allocs: float64(after.Mallocs-before.Mallocs) / n,
+		bytes:  float64(after.TotalAlloc-before.TotalAlloc) / n,
+	}
+}
+
+// newRawRistretto builds the baseline: Ristretto configured as l1 configures
+// it for tiered's defaults (byte budget, cost = key + value + per-item
+// overhead with IgnoreInternalCost, derived NumCounters, BufferItems, metrics
+// off), holding every key with a TTL as l1 does. l1's OnEvict/OnReject
+// callbacks are left out: they run only when Ristretto evicts or refuses.
+func newRawRistretto(b *testing.B, keys []string, values [][]byte) *ristretto.Cache[string, []byte] {
+	b.Helper()
+	c, err := ristretto.NewCache(&ristretto.Config[string, []byte]{
+		NumCounters:        rawNumCounters(tiered.DefaultL1MaxBytes),
+		MaxCost:            tiered.DefaultL1MaxBytes,
+		BufferItems:        l1.DefaultBufferItems,
+		IgnoreInternalCost: true,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	for attempt := 0; ; attempt++ {
+		missing := 0
+		for i, k := range keys {
+			if _, ok := c.Get(k); !ok {
+				missing++
+				c.SetWithTTL(k, values[i], int64(len(k)+len(values[i]))+l1.DefaultItemOverhead, l1HitTTL)
+			}
+		}
+		c.Wait()
+		if missing == 0 {
+			return c
+		}
+		if attempt == 10 {
+			b.Fatalf("raw Ristretto: %d keys still not resident after %d attempts", missing, attempt)
+		}
+	}
+}
+
+// rawNumCounters mirrors l1's derivation: about 10 counters per item that
+// fits the budget at l1's assumed average item size.
+func rawNumCounters(maxBytes int64) int64 {
+	return 10 * max(maxBytes/l1.AssumedItemSize, 1)
+}
+
+// newResidentTiered builds a Cache holding every key in L1 and checks it: a
+// pass of Gets over all keys must cause no DynamoDB request.
+func newResidentTiered(b *testing.B, keys []string, values [][]byte) *tiered.Cache[[]byte] {
+	b.Helper()
+	cfg := awsConfig(b)
+	c, ops := newNode(b, cfg, dynamolocal.TableName(b), func(o *tiered.Options[[]byte]) {
+		o.DisableInvalidation = true // see BenchmarkL1Hit
+		o.L1TTL = l1HitTTL
+		o.L1MaxTTL = l1HitTTL
+	})
+	ctx := setupContext(b)
+	if err := parallelDo(len(keys), 16, func(i int) error { return c.Set(ctx, keys[i], values[i]) }); err != nil {
+		b.Fatalf("warm-up Set: %v", err)
+	}
+	// Set stores into L1 asynchronously (Ristretto buffers new keys), so a
+	// key may still be missing: a Get then fills it from L2 and waits.
+	for attempt := 0; ; attempt++ {
+		before := ops.reads()
+		for i, k := range keys {
+			v, err := c.Get(ctx, k)
+			if err != nil || len(v) != len(values[i]) {
+				b.Fatalf("warm-up Get: %d bytes, %v", len(v), err)
+			}
+		}
+		if ops.reads() == before {
+			return c
+		}
+		if attempt == 10 {
+			b.Fatalf("tiered: keys still read from L2 after %d passes", attempt)
+		}
+	}
+}
