@@ -1,0 +1,135 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+)
+
+// config is every flag of the demo. The parent passes the workload flags on
+// to its nodes unchanged.
+type config struct {
+	Nodes         int
+	Duration      time.Duration
+	Keys          int
+	L1Bytes       int64
+	WritePct      float64
+	DeletePct     float64
+	Workers       int
+	ZipfS         float64
+	Rate          int
+	LoaderLatency time.Duration
+	Staleness     time.Duration
+	Replace       bool
+	Interval      time.Duration
+	Endpoint      string
+	SummaryJSON   string
+	LogDir        string
+
+	// Hidden: set by the parent for its node processes.
+	Child       bool
+	Node        string
+	Table       string
+	SourceTable string
+}
+
+// hiddenFlags are left out of -help: they are the parent's business.
+var hiddenFlags = map[string]bool{"child": true, "node": true, "table": true, "source-table": true}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&c.Nodes, "nodes", 3, "number of node processes (each its own L1 and stream consumer), at least 1")
+	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "how long the workload runs")
+	fs.IntVar(&c.Keys, "keys", 10000, "number of distinct keys")
+	fs.Int64Var(&c.L1Bytes, "l1-bytes", 1<<20, "L1 budget per node in bytes (tiered.Options.L1MaxBytes)")
+	fs.Float64Var(&c.WritePct, "write-pct", 2, "percentage of requests that are writes (Set or Delete)")
+	fs.Float64Var(&c.DeletePct, "delete-pct", 10, "percentage of writes that are Deletes (the rest are Sets)")
+	fs.IntVar(&c.Workers, "workers", 8, "concurrent workers per node")
+	fs.Float64Var(&c.ZipfS, "zipf-s", 1.1, "Zipf exponent of key popularity (> 1; larger = hotter head)")
+	fs.IntVar(&c.Rate, "rate", 2000, "request rate cap per node, requests/s (0 = as fast as possible)")
+	fs.DurationVar(&c.LoaderLatency, "loader-latency", 3*time.Millisecond, "extra latency of the simulated source of truth per load")
+	fs.DurationVar(&c.Staleness, "staleness", 0, "staleness bound T (tiered.Options.StalenessBound; 0 = the library default) the checker enforces")
+	fs.BoolVar(&c.Replace, "replace-on-change", false, "stream with NEW_IMAGE: replace L1 entries in place instead of evicting (tiered.Options.ReplaceOnChange)")
+	fs.DurationVar(&c.Interval, "interval", time.Second, "how often nodes report and the table refreshes")
+	fs.StringVar(&c.Endpoint, "endpoint", "", "use this DynamoDB endpoint (e.g. a running DynamoDB Local) instead of starting DynamoDB Local")
+	fs.StringVar(&c.SummaryJSON, "summary-json", "", "also write the final per-node stats to this file as JSON")
+	fs.StringVar(&c.LogDir, "log-dir", "", "also write each node's log (warnings: breaker, stream, flushes) to <dir>/<node>.log")
+	fs.BoolVar(&c.Child, "child", false, "run as one node (internal)")
+	fs.StringVar(&c.Node, "node", "", "node name (internal)")
+	fs.StringVar(&c.Table, "table", "", "cache table (internal)")
+	fs.StringVar(&c.SourceTable, "source-table", "", "source-of-truth table (internal)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: demo [flags]\n\n"+
+			"Starts DynamoDB Local, runs -nodes processes that share one tieredcache table under a Zipf\n"+
+			"read-mostly workload, shows what each does, and checks every read against the staleness bound.\n\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			if hiddenFlags[f.Name] {
+				return
+			}
+			name, usage := flag.UnquoteUsage(f)
+			fmt.Fprintf(fs.Output(), "  -%s %s\n    \t%s (default %s)\n", f.Name, name, usage, f.DefValue)
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return c, c.validate()
+}
+
+func (c config) validate() error {
+	switch {
+	case c.Nodes < 1:
+		return errors.New("-nodes must be at least 1")
+	case c.Duration <= 0:
+		return errors.New("-duration must be positive")
+	case c.Keys < 1:
+		return errors.New("-keys must be at least 1")
+	case c.L1Bytes < 0:
+		return errors.New("-l1-bytes must not be negative")
+	case c.WritePct < 0 || c.WritePct > 100:
+		return errors.New("-write-pct must be in [0,100]")
+	case c.DeletePct < 0 || c.DeletePct > 100:
+		return errors.New("-delete-pct must be in [0,100]")
+	case c.Workers < 1:
+		return errors.New("-workers must be at least 1")
+	case c.ZipfS <= 1:
+		return errors.New("-zipf-s must be greater than 1")
+	case c.Rate < 0:
+		return errors.New("-rate must not be negative")
+	case c.LoaderLatency < 0 || c.Staleness < 0:
+		return errors.New("durations must not be negative")
+	case c.Interval < 10*time.Millisecond:
+		return errors.New("-interval must be at least 10ms")
+	case c.Child && (c.Node == "" || c.Table == "" || c.SourceTable == ""):
+		return errors.New("-child needs -node, -table and -source-table")
+	}
+	return nil
+}
+
+// childArgs are the flags a node process gets.
+func (c config) childArgs(node string) []string {
+	return []string{
+		"-child", "-node", node, "-table", c.Table, "-source-table", c.SourceTable,
+		"-keys", strconv.Itoa(c.Keys),
+		"-l1-bytes", strconv.FormatInt(c.L1Bytes, 10),
+		"-write-pct", strconv.FormatFloat(c.WritePct, 'g', -1, 64),
+		"-delete-pct", strconv.FormatFloat(c.DeletePct, 'g', -1, 64),
+		"-workers", strconv.Itoa(c.Workers),
+		"-zipf-s", strconv.FormatFloat(c.ZipfS, 'g', -1, 64),
+		"-rate", strconv.Itoa(c.Rate),
+		"-loader-latency", c.LoaderLatency.String(),
+		"-staleness", c.Staleness.String(),
+		"-replace-on-change=" + strconv.FormatBool(c.Replace),
+		"-interval", c.Interval.String(),
+		// The parent ends the workload; this is only the node's own backstop.
+		"-duration", (c.Duration + 2*time.Minute).String(),
+	}
+}

@@ -1,0 +1,12 @@
+//go:build !linux
+
+package main
+
+import "syscall"
+
+// nodeProcAttr puts a node in its own process group, so that Ctrl-C reaches
+// only the parent, which then stops the nodes in order. Without Linux's
+// Pdeathsig a node notices its parent's death when its stdin closes.
+func nodeProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}

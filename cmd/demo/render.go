@@ -1,0 +1,404 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tieredcache/tieredcache/tiered"
+)
+
+// view draws the per-node tables: redrawn in place on a terminal, as plain
+// periodic lines otherwise (logs, CI, pipes).
+type view struct {
+	cfg       config
+	endpoint  string
+	out       io.Writer
+	tty       bool
+	lines     int // lines drawn last time (terminal mode)
+	started   time.Time
+	stopped   time.Time // the workload was told to stop
+	lastPlain time.Time
+}
+
+func newView(cfg config, endpoint string, out io.Writer) *view {
+	return &view{cfg: cfg, endpoint: endpoint, out: out, tty: isTerminal(out)}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func (v *view) staleness() time.Duration {
+	if v.cfg.Staleness > 0 {
+		return v.cfg.Staleness
+	}
+	return tiered.DefaultStalenessBound
+}
+
+func (v *view) render(children []*child, phase string, final bool) {
+	if v.tty {
+		v.renderTTY(children, phase)
+		return
+	}
+	// Plain: a block every 5 intervals while running, and the last one.
+	if !final && (v.started.IsZero() || time.Since(v.lastPlain) < 5*v.cfg.Interval-v.cfg.Interval/2) {
+		return
+	}
+	reported := false
+	for _, c := range children {
+		reported = reported || c.last != nil
+	}
+	if !reported {
+		return
+	}
+	v.lastPlain = time.Now()
+	for _, c := range children {
+		fmt.Fprintln(v.out, plainLine(c, v.elapsed()))
+	}
+}
+
+func (v *view) elapsed() time.Duration {
+	switch {
+	case v.started.IsZero():
+		return 0
+	case !v.stopped.IsZero():
+		return v.stopped.Sub(v.started).Truncate(time.Second)
+	}
+	return time.Since(v.started).Truncate(time.Second)
+}
+
+func (v *view) renderTTY(children []*child, phase string) {
+	var b strings.Builder
+	if v.lines > 0 {
+		fmt.Fprintf(&b, "\r\x1b[%dA", v.lines) // back to the top left of the last drawing (past a ^C echo)
+	}
+	lines := v.tableLines(children, phase)
+	for _, l := range lines {
+		b.WriteString("\x1b[2K")
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	b.WriteString("\x1b[J")
+	v.lines = len(lines)
+	_, _ = io.WriteString(v.out, b.String())
+}
+
+func (v *view) header(phase string) []string {
+	c := v.cfg
+	rate := "unlimited"
+	if c.Rate > 0 {
+		rate = num(uint64(c.Rate)) + "/s"
+	}
+	mode := "evict on change (KEYS_ONLY)"
+	if c.Replace {
+		mode = "replace on change (NEW_IMAGE)"
+	}
+	return []string{
+		fmt.Sprintf("tieredcache demo · %d nodes · %s keys (Zipf s=%g) · %g%% writes (%g%% of them deletes) · rate cap %s per node · T=%v · %s",
+			c.Nodes, num(uint64(c.Keys)), c.ZipfS, c.WritePct, c.DeletePct, rate, v.staleness(), mode),
+		fmt.Sprintf("DynamoDB at %s · table %s · %s %v / %v", v.endpoint, c.Table, phase, v.elapsed(), c.Duration),
+	}
+}
+
+// tableLines is the terminal drawing: traffic, then coherence.
+func (v *view) tableLines(children []*child, phase string) []string {
+	lines := v.header(phase)
+	lines = append(lines, "",
+		fmt.Sprintf("%-5s %-9s %7s %10s %7s %7s %7s %10s %16s %7s",
+			"node", "state", "req/s", "requests", "L1 hit", "L2 hit", "loads", "DDB calls", "DDB calls saved", "errors"))
+	var tot nodeStats
+	var totRPS float64
+	for _, c := range children {
+		s := c.last
+		if s == nil {
+			lines = append(lines, fmt.Sprintf("%-5s %-9s", c.name, state(c)))
+			continue
+		}
+		addTraffic(&tot, s)
+		totRPS += c.rps
+		lines = append(lines, trafficRow(c.name, state(c), c.rps, s))
+	}
+	if len(children) > 1 {
+		lines = append(lines, trafficRow("all", "", totRPS, &tot))
+	}
+	lines = append(lines, "",
+		fmt.Sprintf("%-5s %8s %20s %18s %-9s %7s %-9s %11s %10s %10s",
+			"node", "evicted", "lag last/mean/max", "ack→evict p50/p99", "stream", "flushes", "breaker", "lease waits", "checked", "violations"))
+	for _, c := range children {
+		if s := c.last; s != nil {
+			lines = append(lines, coherenceRow(c.name, s))
+		}
+	}
+	lines = append(lines, "",
+		"L1 hit: reads answered in process · L2 hit: L1 misses answered by the table · loads: source-of-truth calls",
+		"DDB calls saved: requests minus DynamoDB calls made, against one DynamoDB call per request without L1",
+		"lag: stream record → eviction (record time is rounded by DynamoDB) · ack→evict: write acknowledged anywhere → evicted here (ms)")
+	return lines
+}
+
+func state(c *child) string {
+	switch {
+	case c.exited && c.exitErr != nil:
+		return "FAILED"
+	case c.exited:
+		return "exited"
+	case c.drained:
+		return "draining"
+	case c.last != nil:
+		return "running"
+	case c.ready:
+		return "ready"
+	}
+	return "starting"
+}
+
+func trafficRow(name, st string, rps float64, s *nodeStats) string {
+	req := s.requests()
+	calls := s.L2Calls
+	saved := "—"
+	if req > 0 {
+		saved = fmt.Sprintf("%s %s", signed(int64(req)-int64(calls)), pct(float64(int64(req)-int64(calls)), float64(req)))
+	}
+	return fmt.Sprintf("%-5s %-9s %7s %10s %7s %7s %7s %10s %16s %7s",
+		name, st, num(uint64(rps+0.5)), num(req), l1Ratio(s), pct(float64(s.L2Hits), float64(s.L2Hits+s.L2Misses)),
+		num(s.Loads), num(calls), saved, num(s.ReadErrors+s.WriteErrors+s.L2Errors+s.LoadErrors))
+}
+
+func coherenceRow(name string, s *nodeStats) string {
+	lag := fmt.Sprintf("%s/%s/%s", msText(s.LagLastMs), msText(s.LagMeanMs), msText(s.LagMaxMs))
+	ack := "—"
+	if s.AckLagN > 0 {
+		ack = fmt.Sprintf("%s/%s", msText(s.AckLagP50), msText(s.AckLagP99))
+	}
+	stream := s.Stream
+	if s.Degraded {
+		stream += "!" // degraded: serving only young L1 entries
+	}
+	viol := strconv.Itoa(s.Violations)
+	if s.Violations > 0 {
+		viol += " !"
+	}
+	return fmt.Sprintf("%-5s %8s %20s %18s %-9s %7s %-9s %11s %10s %10s",
+		name, num(s.Invalidations), lag, ack, stream, num(s.Flushes), s.Breaker, num(s.LeaseWaits),
+		num(uint64(s.Checked)), viol)
+}
+
+func plainLine(c *child, elapsed time.Duration) string {
+	s := c.last
+	if s == nil {
+		return fmt.Sprintf("[%4s] %s %s", elapsed, c.name, state(c))
+	}
+	return fmt.Sprintf("[%4s] %s %s req/s=%s requests=%s L1hit=%s L2hit=%s loads=%s ddb_calls=%s saved=%s errors=%s "+
+		"evicted=%s lag=%s/%s/%sms ack_evict_p99=%sms stream=%s stream_lag=%sms degraded=%t flushes=%s breaker=%s lease_waits=%s checked=%s violations=%d",
+		elapsed, c.name, state(c), num(uint64(c.rps+0.5)), num(s.requests()), l1Ratio(s),
+		pct(float64(s.L2Hits), float64(s.L2Hits+s.L2Misses)), num(s.Loads), num(s.L2Calls),
+		pct(float64(int64(s.requests())-int64(s.L2Calls)), float64(s.requests())),
+		num(s.ReadErrors+s.WriteErrors+s.L2Errors+s.LoadErrors), num(s.Invalidations),
+		msText(s.LagLastMs), msText(s.LagMeanMs), msText(s.LagMaxMs), msText(s.AckLagP99),
+		s.Stream, msText(s.StreamLagMs), s.Degraded, num(s.Flushes), s.Breaker, num(s.LeaseWaits), num(uint64(s.Checked)), s.Violations)
+}
+
+// l1Ratio is the share of reads answered by L1: L1 hits over the workload's
+// reads. Not hits over hits+misses, because every miss is counted twice by L1
+// (the caller's lookup and the flight's re-check before it reads L2).
+func l1Ratio(s *nodeStats) string {
+	return pct(float64(min(s.L1Hits, s.Reads)), float64(s.Reads))
+}
+
+func addTraffic(t, s *nodeStats) {
+	t.Reads += s.Reads
+	t.NotFound += s.NotFound
+	t.Sets += s.Sets
+	t.Deletes += s.Deletes
+	t.ReadErrors += s.ReadErrors
+	t.WriteErrors += s.WriteErrors
+	t.L1Hits += s.L1Hits
+	t.L1Misses += s.L1Misses
+	t.L2Hits += s.L2Hits
+	t.L2Misses += s.L2Misses
+	t.L2Calls += s.L2Calls
+	t.L2Errors += s.L2Errors
+	t.Loads += s.Loads
+	t.LoadErrors += s.LoadErrors
+	t.SourceReads += s.SourceReads
+	t.LeaseWaits += s.LeaseWaits
+	t.LeaseTimeouts += s.LeaseTimeouts
+	t.LeasesAcquired += s.LeasesAcquired
+	t.StaleFillsDropped += s.StaleFillsDropped
+	t.Invalidations += s.Invalidations
+	t.Flushes += s.Flushes
+	t.DegradedEpisodes += s.DegradedEpisodes
+	t.BreakerOpens += s.BreakerOpens
+	t.Checked += s.Checked
+	t.Violations += s.Violations
+	t.Unverified += s.Unverified
+	t.Elapsed = max(t.Elapsed, s.Elapsed)
+	t.LagMaxMs = max(t.LagMaxMs, s.LagMaxMs)
+	t.AckLagP50 = max(t.AckLagP50, s.AckLagP50)
+	t.AckLagP99 = max(t.AckLagP99, s.AckLagP99)
+	t.AckLagMax = max(t.AckLagMax, s.AckLagMax)
+	t.AckLagN += s.AckLagN
+}
+
+// summary is the run's totals, as printed and as written by -summary-json.
+type summary struct {
+	nodeStats
+	Nodes      int `json:"nodes"`
+	NodesOK    int `json:"nodes_ok"`
+	NodesFinal int `json:"nodes_final"`
+}
+
+func summarize(children []*child) summary {
+	var s summary
+	s.Nodes = len(children)
+	for _, c := range children {
+		if c.exited && c.exitErr == nil {
+			s.NodesOK++
+		}
+		if c.final {
+			s.NodesFinal++
+		}
+		if c.last != nil {
+			addTraffic(&s.nodeStats, c.last)
+		}
+	}
+	return s
+}
+
+func (v *view) summary(s summary, interrupted bool) {
+	w := v.out
+	req := s.requests()
+	how := fmt.Sprintf("%d of %d nodes exited cleanly", s.NodesOK, s.Nodes)
+	if s.NodesOK == s.Nodes {
+		how = "all nodes exited cleanly"
+	}
+	if interrupted {
+		how += " (interrupted)"
+	}
+	el := s.Elapsed
+	if el <= 0 {
+		el = 1
+	}
+	fmt.Fprintf(w, "\nSummary: %.1f s, %d nodes, %s\n", s.Elapsed, s.Nodes, how)
+	fmt.Fprintf(w, "  requests        %s (%s/s): %s reads (%s not found), %s sets, %s deletes\n",
+		num(req), num(uint64(float64(req)/el+0.5)), num(s.Reads), num(s.NotFound), num(s.Sets), num(s.Deletes))
+	fmt.Fprintf(w, "  L1              %s of reads answered in process (%s L1 hits)\n", l1Ratio(&s.nodeStats), num(s.L1Hits))
+	fmt.Fprintf(w, "  L2              %s hit ratio (%s hits, %s misses)\n",
+		pct(float64(s.L2Hits), float64(s.L2Hits+s.L2Misses)), num(s.L2Hits), num(s.L2Misses))
+	fmt.Fprintf(w, "  overall         %s of reads served without the source of truth (%s loader calls)\n",
+		pct(float64(int64(s.Reads)-int64(s.Loads)), float64(s.Reads)), num(s.Loads))
+	fmt.Fprintf(w, "  DynamoDB        %s calls made vs %s without L1 (one per request): %s saved (%s)\n",
+		num(s.L2Calls), num(req), signed(int64(req)-int64(s.L2Calls)), pct(float64(int64(req)-int64(s.L2Calls)), float64(req)))
+	fmt.Fprintf(w, "  invalidation    %s stream evictions; ack→evict p50 %s ms, p99 %s ms, max %s ms (worst node); flushes %s; degraded episodes %s\n",
+		num(s.Invalidations), msText(s.AckLagP50), msText(s.AckLagP99), msText(s.AckLagMax), num(s.Flushes), num(s.DegradedEpisodes))
+	fmt.Fprintf(w, "  leases          %s taken, %s waits, %s timeouts; %s stale fills dropped; breaker opened %s times\n",
+		num(s.LeasesAcquired), num(s.LeaseWaits), num(s.LeaseTimeouts), num(s.StaleFillsDropped), num(s.BreakerOpens))
+	fmt.Fprintf(w, "  errors          %s reads, %s writes, %s DynamoDB calls, %s loads\n",
+		num(s.ReadErrors), num(s.WriteErrors), num(s.L2Errors), num(s.LoadErrors))
+	fmt.Fprintf(w, "  staleness       %d violations in %s reads checked against T = %v", s.Violations, num(uint64(s.Checked)), v.staleness())
+	if s.Unverified > 0 {
+		fmt.Fprintf(w, " (%s reads of failed writes not judged)", num(uint64(s.Unverified)))
+	}
+	fmt.Fprintln(w)
+}
+
+// printViolations lists the violations nodes spelled out.
+func printViolations(w io.Writer, children []*child) {
+	for _, c := range children {
+		if c.last == nil {
+			continue
+		}
+		for _, v := range c.last.Samples {
+			fmt.Fprintf(w, "  violation on %s: %s\n", c.name, v)
+		}
+	}
+}
+
+func writeSummaryJSON(path string, cfg config, s summary, children []*child, ok bool) error {
+	type nodeOut struct {
+		Name   string     `json:"name"`
+		Pid    int        `json:"pid"`
+		Exit   string     `json:"exit"`
+		Final  bool       `json:"final"`
+		Stats  *nodeStats `json:"stats"`
+		Stderr string     `json:"stderr,omitempty"`
+	}
+	out := struct {
+		OK      bool      `json:"ok"`
+		Config  config    `json:"config"`
+		Summary summary   `json:"summary"`
+		Nodes   []nodeOut `json:"nodes"`
+	}{OK: ok, Config: cfg, Summary: s}
+	for _, c := range children {
+		n := nodeOut{Name: c.name, Exit: "ok", Final: c.final, Stats: c.last}
+		if c.cmd.Process != nil {
+			n.Pid = c.cmd.Process.Pid
+		}
+		if c.exitErr != nil {
+			n.Exit = c.exitErr.Error()
+			n.Stderr = c.stderr.String()
+		} else if !c.exited {
+			n.Exit = "not exited"
+		}
+		out.Nodes = append(out.Nodes, n)
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// num formats n with thousands separators.
+func num(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	if len(s) <= 3 {
+		return s
+	}
+	var b strings.Builder
+	pre := len(s) % 3
+	if pre > 0 {
+		b.WriteString(s[:pre])
+	}
+	for i := pre; i < len(s); i += 3 {
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(s[i : i+3])
+	}
+	return b.String()
+}
+
+func signed(n int64) string {
+	if n < 0 {
+		return "-" + num(uint64(-n))
+	}
+	return num(uint64(n))
+}
+
+func pct(a, b float64) string {
+	if b <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f%%", 100*a/b)
+}
+
+func msText(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case v < 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64)
+}
