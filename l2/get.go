@@ -17,7 +17,8 @@ const MaxBatchKeys = 100
 // absent, deleted (tombstone), expired (exp <= now, whether or not the TTL
 // sweeper has deleted it yet) or only leased; the Item returned with
 // ErrNotFound then carries the vacant item's Version (0 when absent), for a
-// later Fill's IfVersion. A negative entry is returned as an Item with
+// later Fill's IfVersion, and for an expired entry its last Value or NotFound
+// with Expired set (stale-if-error may serve it; nothing else should). A negative entry is returned as an Item with
 // NotFound set. A malformed item gives a *CorruptItemError.
 func (t *Table) Get(ctx context.Context, key string) (Item, error) {
 	pk, err := t.EncodeKey(key)
@@ -42,7 +43,12 @@ func (t *Table) Get(ctx context.Context, key string) (Item, error) {
 		return Item{}, err
 	}
 	if !r.live(t.o.Now()) {
-		return Item{Key: r.Key, Version: r.Version}, ErrNotFound
+		if r.tomb || !(r.hasValue || r.NotFound) {
+			return Item{Key: r.Key, Version: r.Version}, ErrNotFound
+		}
+		it := r.Item // expired, not yet swept: its last entry, for stale-if-error
+		it.Expired = true
+		return it, ErrNotFound
 	}
 	return r.Item, nil
 }
@@ -66,7 +72,14 @@ func (t *Table) parse(m map[string]types.AttributeValue) (rawItem, error) {
 // (DynamoDB is refusing work) and every key not read is listed in a
 // *PartialError, returned with the entries read so far. Any invalid key fails the whole call before DynamoDB is asked, with the
 // error EncodeKey gives.
-func (t *Table) BatchGet(ctx context.Context, keys []string) (map[string]Item, error) {
+//
+// With IncludeVacant, keys whose item exists but holds no live entry are in
+// the map too, as Items with Vacant set and only Key and Version filled.
+func (t *Table) BatchGet(ctx context.Context, keys []string, optFns ...BatchGetOption) (map[string]Item, error) {
+	var bo batchGetOptions
+	for _, fn := range optFns {
+		fn(&bo)
+	}
 	pks := make([]string, 0, len(keys))
 	seen := make(map[string]struct{}, len(keys))
 	for _, k := range keys {
@@ -83,7 +96,7 @@ func (t *Table) BatchGet(ctx context.Context, keys []string) (map[string]Item, e
 	found := make(map[string]Item, len(pks))
 	for start := 0; start < len(pks); start += MaxBatchKeys {
 		chunk := pks[start:min(start+MaxBatchKeys, len(pks))]
-		left, err := t.batchChunk(ctx, chunk, found)
+		left, err := t.batchChunk(ctx, chunk, found, bo.vacant)
 		if len(left) > 0 || err != nil {
 			left = append(left, pks[start+len(chunk):]...)
 			notRead := make([]string, 0, len(left))
@@ -100,7 +113,7 @@ func (t *Table) BatchGet(ctx context.Context, keys []string) (map[string]Item, e
 
 // batchChunk reads up to MaxBatchKeys partition keys into found and returns
 // those it could not read.
-func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]Item) (left []string, err error) {
+func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]Item, vacant bool) (left []string, err error) {
 	keys := make([]map[string]types.AttributeValue, len(pks))
 	for i, pk := range pks {
 		keys[i] = map[string]types.AttributeValue{PartitionKeyAttr: &types.AttributeValueMemberS{Value: pk}}
@@ -117,8 +130,14 @@ func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]I
 		now := t.o.Now()
 		for _, m := range out.Responses[t.o.Table] {
 			r, err := t.parse(m)
-			if err != nil || !r.live(now) {
+			if err != nil {
 				continue
+			}
+			if !r.live(now) {
+				if !vacant {
+					continue
+				}
+				r.Item = Item{Key: r.Key, Version: r.Version, Vacant: true}
 			}
 			if _, ok := t.DecodeKey(t.o.Namespace + "#" + r.Key); ok {
 				found[r.Key] = r.Item
@@ -139,6 +158,22 @@ func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]I
 		}
 		backoff = min(2*backoff, t.o.BatchMaxWait)
 	}
+}
+
+// BatchGetOption tweaks one BatchGet call.
+type BatchGetOption func(*batchGetOptions)
+
+type batchGetOptions struct {
+	vacant bool
+}
+
+// IncludeVacant makes BatchGet also return the keys whose item holds no live
+// entry (a tombstone, a lease placeholder, an expired entry), each as an Item
+// with Vacant set and only Key and Version filled: the version a later Fill's
+// IfVersion needs, as Get returns it alongside ErrNotFound. Keys absent from
+// the map then have no item at all (version 0), or a corrupt one.
+func IncludeVacant() BatchGetOption {
+	return func(o *batchGetOptions) { o.vacant = true }
 }
 
 func (t *Table) batchCall(ctx context.Context, keys []map[string]types.AttributeValue) (*dynamodb.BatchGetItemOutput, error) {

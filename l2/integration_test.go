@@ -207,6 +207,11 @@ func TestExpiryFilter(t *testing.T) {
 	past := time.Now().Add(-time.Hour).Unix()
 	e.putRaw(t, map[string]types.AttributeValue{"pk": S("ns#old"), "v": B("stale"), "ver": N(3), "exp": N(past)})
 	wantNotFound(t, e.tbl, "old", "exp in the past")
+	// Get hands back the expired entry with ErrNotFound, marked, for
+	// stale-if-error; the version too, for a fill's IfVersion.
+	if it, err := e.tbl.Get(c, "old"); !errors.Is(err, l2.ErrNotFound) || !it.Expired || string(it.Value) != "stale" || it.Version != 3 {
+		t.Fatalf("Get of an expired item = %+v, %v; want Expired, value stale, version 3 with ErrNotFound", it, err)
+	}
 
 	// The filter is ours, not the sweeper's: an item that is live by the
 	// real clock is absent for a Table whose clock is past its exp.
@@ -660,4 +665,40 @@ func TestThrottledAndSlowCalls(t *testing.T) {
 	if _, err := e.tbl.Put(c, "k", []byte("v"), time.Minute); !errors.Is(err, boom) || errors.Is(err, l2.ErrThrottled) {
 		t.Fatalf("Put with an injected error = %v", err)
 	}
+}
+
+func TestRefreshOnlyOverTheVersionSeen(t *testing.T) {
+	e := newEnv(t, nil)
+	c := ctx(t)
+	// Never stored: a refresh with version 0 lands only while the key has no
+	// version at all.
+	ver, err := e.tbl.Refresh(c, "k", []byte("r1"), false, time.Minute, 0)
+	if err != nil || ver != 1 {
+		t.Fatalf("Refresh of an absent key = %d, %v; want version 1", ver, err)
+	}
+	if _, err := e.tbl.Refresh(c, "k", []byte("again"), false, time.Minute, 0); !errors.Is(err, l2.ErrConflict) {
+		t.Fatalf("second Refresh at version 0 = %v; want ErrConflict", err)
+	}
+	// Over a live entry at the version seen: it replaces it (Fill would not).
+	if ver, err = e.tbl.Refresh(c, "k", []byte("r2"), false, time.Minute, 1); err != nil || ver != 2 {
+		t.Fatalf("Refresh at the current version = %d, %v; want 2", ver, err)
+	}
+	// A write moved the version: the reload may be older; refused, and the
+	// conflict carries the live entry.
+	if _, err := e.tbl.Put(c, "k", []byte("written"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.tbl.Refresh(c, "k", []byte("late"), false, time.Minute, 2)
+	var ce *l2.ConflictError
+	if !errors.As(err, &ce) || ce.Current == nil || string(ce.Current.Value) != "written" {
+		t.Fatalf("Refresh after a Put = %v; want *ConflictError with the written entry", err)
+	}
+	// A delete too.
+	if err := e.tbl.Delete(c, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.tbl.Refresh(c, "k", []byte("late"), false, time.Minute, 3); !errors.Is(err, l2.ErrConflict) {
+		t.Fatalf("Refresh after a Delete = %v; want ErrConflict", err)
+	}
+	wantNotFound(t, e.tbl, "k", "deleted, refresh refused")
 }

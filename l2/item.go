@@ -24,8 +24,13 @@ type Item struct {
 	ExpiresAt time.Time
 	// NotFound marks a negative entry: the loader said the key does not exist.
 	NotFound bool
-	// Vacant is set only by ItemFromStreamImage, for an image that holds no
-	// entry: a tombstone or a lease placeholder. Get and BatchGet never
+	// Expired is set only on the Item Get returns with ErrNotFound for an
+	// entry past ExpiresAt that the TTL sweeper has not deleted yet.
+	Expired bool
+	// Vacant is set by ItemFromStreamImage, for an image that holds no
+	// entry: a tombstone or a lease placeholder; and by BatchGet with
+	// IncludeVacant, for any item without a live entry (expired ones too),
+	// with only Key and Version filled. Get and BatchGet otherwise never
 	// return vacant items (nor expired ones).
 	Vacant bool
 }

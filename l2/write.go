@@ -232,6 +232,39 @@ func (t *Table) Fill(ctx context.Context, key string, value []byte, notFound boo
 	return t.newVersion(out)
 }
 
+// Refresh stores a reloaded value (or with notFound a negative entry) for
+// key, living ttl (> 0), only if the key's version is still version: the one
+// the caller's copy carries (0: the caller's copy was never stored in the
+// table). Any write, delete, fill or refresh since then moved the version, so
+// the reload may be older than the table: a *ConflictError (ErrConflict) with
+// Current set when a live entry is there. Refresh-ahead uses it: unlike Fill
+// it replaces a live entry.
+func (t *Table) Refresh(ctx context.Context, key string, value []byte, notFound bool, ttl time.Duration, version int64) (int64, error) {
+	if notFound {
+		value = nil
+	}
+	pk, err := t.checkEntry(key, value, ttl)
+	if err != nil {
+		return 0, err
+	}
+	now := t.o.Now()
+	u := entryUpdate(value, notFound, expSeconds(now, ttl))
+	if version == 0 {
+		u.cond = "attribute_not_exists(#ver)"
+	} else {
+		u.cond = "#ver = :seen"
+		u.values[":seen"] = num(version)
+	}
+	out, err := t.update(ctx, "Refresh", pk, u, true)
+	if ccf, ok := conditionFailed(err); ok {
+		return 0, t.conflict(ccf.Item, false, now)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return t.newVersion(out)
+}
+
 // conflict builds the *ConflictError for a failed condition from the item
 // DynamoDB returned (ALL_OLD).
 func (t *Table) conflict(old map[string]types.AttributeValue, leaseLost bool, now time.Time) error {
