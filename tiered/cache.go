@@ -2,10 +2,11 @@ package tiered
 
 import (
 	"context"
-	"crypto/rand"
+	cryptorand "crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,12 +51,30 @@ type Cache[V any] struct {
 	once     sync.Once
 }
 
-// entry is what L1 stores: immutable once stored.
+// entry is what L1 stores: immutable once stored, but for refreshing.
 type entry[V any] struct {
 	value    V
 	version  int64
 	notFound bool
 	stored   int64 // unix nanoseconds when this node stored it
+	// refreshAt is when a hit starts a refresh-ahead (unix nanoseconds; 0:
+	// never). refreshing makes that happen once per entry.
+	refreshAt  int64
+	refreshing atomic.Bool
+	// err is set only on entries handed to callers, never stored: a stale
+	// value served with a *StaleError.
+	err error
+}
+
+// stamp records when e is stored in L1 for l1TTL, and when refresh-ahead
+// starts for it (jittered, so keys stored together refresh apart).
+func (c *Cache[V]) stamp(e *entry[V], l1TTL time.Duration) {
+	now := time.Now().UnixNano()
+	e.stored = now
+	if c.o.RefreshAhead > 0 && l1TTL > 0 {
+		soft := float64(l1TTL) * c.o.RefreshAhead * (1 - c.o.TTLJitter*rand.Float64())
+		e.refreshAt = now + int64(soft)
+	}
 }
 
 // New builds a Cache, checks (or with CreateTable, creates) the table and
@@ -142,7 +161,7 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 
 func newOwnerID() string {
 	var b [12]byte
-	_, _ = rand.Read(b[:])
+	_, _ = cryptorand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
 

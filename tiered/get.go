@@ -28,6 +28,9 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 // call while the loader works.
 func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, loader Loader[V]) (V, error) {
 	if e, ok := c.l1.Get(key); ok && c.servable(e) {
+		if e.refreshAt != 0 && loader != nil { // refresh-ahead is on
+			c.refreshAhead(key, e, loader)
+		}
 		return e.result()
 	}
 	if loader == nil {
@@ -47,6 +50,9 @@ func (c *Cache[V]) servable(e *entry[V]) bool {
 }
 
 func (e *entry[V]) result() (V, error) {
+	if e.err != nil {
+		return e.value, e.err
+	}
 	if e.notFound {
 		var zero V
 		return zero, ErrNotFound
@@ -104,8 +110,12 @@ func (c *Cache[V]) flight(callerCtx context.Context, key string, loader Loader[V
 
 	fence := c.l1.BeginFill(key)
 	// A flight that ended just before this one began may have filled L1.
-	if e, ok := c.l1.Get(key); ok && c.servable(e) {
-		return e, nil
+	var stale *entry[V] // the last value known, for StaleIfError
+	if e, ok := c.l1.Get(key); ok {
+		if c.servable(e) {
+			return e, nil
+		}
+		stale = e
 	}
 	item, err := l2Call(c, func() (l2.Item, error) { return c.l2.Get(ctx, key) })
 	var seen []l2.FillOption
@@ -118,6 +128,9 @@ func (c *Cache[V]) flight(callerCtx context.Context, key string, loader Loader[V
 		}
 	case errors.Is(err, l2.ErrNotFound):
 		c.stats.l2Misses.Add(1)
+		if item.Expired && c.o.StaleIfError && stale == nil && time.Since(item.ExpiresAt) < c.o.MaxStale {
+			stale, _ = c.fromItem(item)
+		}
 		// Fill only if the key is still at this version: a Set or Delete
 		// landing during the load makes the fill lose, with or without a lease.
 		seen = []l2.FillOption{l2.IfVersion(item.Version)}
@@ -130,7 +143,12 @@ func (c *Cache[V]) flight(callerCtx context.Context, key string, loader Loader[V
 		}
 		return &entry[V]{notFound: true}, nil
 	}
-	return c.load(ctx, key, loader, fence, l2Down(err), seen)
+	e, err := c.load(ctx, key, loader, fence, l2Down(err), seen)
+	if err != nil && c.o.StaleIfError && stale != nil && !stale.notFound && !errors.Is(err, ErrNotFound) {
+		c.stats.staleServed.Add(1)
+		return &entry[V]{value: stale.value, version: stale.version, err: &StaleError{Err: err}}, nil
+	}
+	return e, err
 }
 
 // load calls the loader (after taking, or waiting on, the cross-node lease)
@@ -220,8 +238,9 @@ func (c *Cache[V]) fromItem(item l2.Item) (*entry[V], bool) {
 // then waits for Ristretto to apply it so that callers arriving after this
 // flight see it instead of starting another. size is the encoded value's size.
 func (c *Cache[V]) fillL1(key string, fence l1.Fence, e *entry[V], size int64, ttl time.Duration, exp time.Time) {
-	e.stored = time.Now().UnixNano()
-	if c.l1.Fill(key, fence, e, size, c.l1TTL(ttl, exp)) {
+	l1ttl := c.l1TTL(ttl, exp)
+	c.stamp(e, l1ttl)
+	if c.l1.Fill(key, fence, e, size, l1ttl) {
 		c.l1.Wait()
 	}
 }

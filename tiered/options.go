@@ -27,6 +27,7 @@ const (
 	DefaultBreakerFailures = 5               // consecutive L2 failures that open the breaker
 	DefaultBreakerCooldown = 2 * time.Second // open -> half-open
 	DefaultRefreshAhead    = 0.0             // refresh-ahead off
+	DefaultMaxStale        = 1 * time.Hour   // StaleIfError serves nothing that expired longer ago
 )
 
 // Options configures a Cache. The zero value of every field but Table is
@@ -104,9 +105,15 @@ type Options[V any] struct {
 	// which a hit returns the value and refreshes it once in the background.
 	// 0 (default) turns it off.
 	RefreshAhead float64
-	// StaleIfError serves the last known value, with a *StaleError, when the
-	// loader fails and one is known.
+	// StaleIfError serves the last known value, with a *StaleError (errors.Is
+	// ErrStale), when the loader fails and one is known: an L1 entry not
+	// served because the stream is unhealthy, or an expired L2 item the TTL
+	// sweeper has not deleted yet. A failed refresh-ahead keeps serving the
+	// current entry until its TTL whether or not this is set.
 	StaleIfError bool
+	// MaxStale bounds StaleIfError: an L2 item that expired longer ago than
+	// this is not served. Default DefaultMaxStale.
+	MaxStale time.Duration
 
 	// MaxOutageLoads caps concurrent loader calls while L2 is unavailable.
 	// Default DefaultMaxOutageLoads.
@@ -149,6 +156,7 @@ func (o *Options[V]) setDefaults() error {
 	def(&o.LeaseTTL, DefaultLeaseTTL)
 	def(&o.LeaseWait, DefaultLeaseWait)
 	def(&o.BreakerCooldown, DefaultBreakerCooldown)
+	def(&o.MaxStale, DefaultMaxStale)
 	if o.TTLJitter == 0 {
 		o.TTLJitter = DefaultTTLJitter
 	} else if o.TTLJitter < 0 {
@@ -170,7 +178,7 @@ func (o *Options[V]) setDefaults() error {
 	case o.L1MaxBytes < 0:
 		return fmt.Errorf("%w: L1MaxBytes %d < 0", ErrInvalidOptions, o.L1MaxBytes)
 	case o.L1TTL < 0 || o.L1MaxTTL < 0 || o.L2TTL < 0 || o.LoadTimeout < 0 || o.StalenessBound < 0 ||
-		o.PollInterval < 0 || o.LeaseTTL < 0 || o.LeaseWait < 0 || o.BreakerCooldown < 0:
+		o.PollInterval < 0 || o.LeaseTTL < 0 || o.LeaseWait < 0 || o.BreakerCooldown < 0 || o.MaxStale < 0:
 		return fmt.Errorf("%w: durations must not be negative", ErrInvalidOptions)
 	case o.L1TTL > o.L1MaxTTL:
 		return fmt.Errorf("%w: L1TTL %v exceeds L1MaxTTL %v", ErrInvalidOptions, o.L1TTL, o.L1MaxTTL)

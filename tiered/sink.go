@@ -47,8 +47,8 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 	if !ok || item.Value == nil && !item.NotFound { // tombstone or lease-only
 		return false
 	}
-	e.stored = time.Now().UnixNano()
 	ttl := c.l1TTL(0, item.ExpiresAt)
+	c.stamp(e, ttl)
 	replaced := c.l1.Replace(key, e, int64(len(item.Value)), ttl, func(old *entry[V]) bool {
 		return old.version < item.Version
 	})

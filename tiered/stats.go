@@ -31,18 +31,28 @@ type Stats struct {
 	StaleFillsDropped uint64 // loads not stored because the key changed meanwhile
 	L2TooLarge        uint64 // loaded values too large for an item, kept in L1 only
 
+	Refreshes       uint64 // refresh-ahead reloads started (at most one per entry)
+	RefreshesFromL2 uint64 // refreshes answered by a newer L2 version (another node refreshed first)
+	RefreshErrors   uint64 // refreshes whose loader or write failed (the current entry stays)
+	StaleServed     uint64 // values served with a *StaleError after a loader error (StaleIfError)
+
 	BreakerState string // closed, half-open or open
 	BreakerOpens uint64 // times the breaker opened
 
-	Invalidations    uint64              // L1 entries dropped because the stream said the key changed
-	Replacements     uint64              // L1 entries replaced in place (ReplaceOnChange)
-	Flushes          uint64              // whole-L1 flushes (lost track of the stream)
-	Degraded         bool                // the stream consumer is unhealthy: only young L1 entries are served
-	DegradedEpisodes uint64              // times the cache entered degraded mode
-	LagLast          time.Duration       // stream record creation -> invalidation here, last record
-	LagMax           time.Duration       // the largest such lag seen
-	LagMean          time.Duration       // mean over all records seen
-	Stream           *invalidation.Stats // nil when invalidation is disabled
+	Invalidations    uint64 // L1 entries dropped because the stream said the key changed
+	Replacements     uint64 // L1 entries replaced in place (ReplaceOnChange)
+	Flushes          uint64 // whole-L1 flushes (lost track of the stream)
+	Degraded         bool   // the stream consumer is unhealthy: only young L1 entries are served
+	DegradedEpisodes uint64 // times the cache entered degraded mode
+	// Record age at invalidation: now minus the record's
+	// ApproximateCreationDateTime. Coarse: AWS rounds that time down to the
+	// second and DynamoDB Local to the minute, so these overstate the lag (by
+	// up to a minute on DynamoDB Local). Stream.Lag is the precise health
+	// figure; bench's BenchmarkInvalidationLag measures write ack -> eviction.
+	LagLast time.Duration       // last record
+	LagMax  time.Duration       // largest seen
+	LagMean time.Duration       // mean over all records seen
+	Stream  *invalidation.Stats // nil when invalidation is disabled
 }
 
 type counters struct {
@@ -50,6 +60,7 @@ type counters struct {
 	loads, loadErrors, loadPanics, writes, writeErrors           atomic.Uint64
 	leasesAcquired, leaseWaits, leaseTimeouts, staleFillsDropped atomic.Uint64
 	l2TooLarge, breakerOpens                                     atomic.Uint64
+	refreshes, refreshesFromL2, refreshErrors, staleServed       atomic.Uint64
 	invalidations, replacements, flushes, degradedEpisodes       atomic.Uint64
 
 	lagMu                   sync.Mutex
@@ -89,6 +100,10 @@ func (c *Cache[V]) Stats() Stats {
 		LeaseTimeouts:     s.leaseTimeouts.Load(),
 		StaleFillsDropped: s.staleFillsDropped.Load(),
 		L2TooLarge:        s.l2TooLarge.Load(),
+		Refreshes:         s.refreshes.Load(),
+		RefreshesFromL2:   s.refreshesFromL2.Load(),
+		RefreshErrors:     s.refreshErrors.Load(),
+		StaleServed:       s.staleServed.Load(),
 		BreakerState:      c.breaker.State().String(),
 		BreakerOpens:      s.breakerOpens.Load(),
 		Invalidations:     s.invalidations.Load(),

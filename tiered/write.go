@@ -42,10 +42,12 @@ func (c *Cache[V]) SetWithTTL(ctx context.Context, key string, value V, ttl time
 		}
 		return &L2Error{Op: "Set", Err: err}
 	}
-	e := &entry[V]{value: value, version: ver, stored: time.Now().UnixNano()}
+	e := &entry[V]{value: value, version: ver}
+	l1ttl := c.l1TTL(ttl, time.Now().Add(ttl))
+	c.stamp(e, l1ttl)
 	// If another write of key reached us (through the stream) while ours was
 	// in flight, we cannot tell which is newer: drop the key instead.
-	c.l1.SetFenced(key, fence, e, int64(len(enc)), c.l1TTL(ttl, time.Now().Add(ttl)))
+	c.l1.SetFenced(key, fence, e, int64(len(enc)), l1ttl)
 	return nil
 }
 

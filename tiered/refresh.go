@@ -1,0 +1,100 @@
+package tiered
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/tieredcache/tieredcache/l2"
+)
+
+// refreshAhead starts, at most once per entry, a background reload of key
+// once a hit finds e past its soft TTL (Options.RefreshAhead of its L1 TTL).
+// Only keys still being read get there: refreshing is driven by hits. The
+// caller is not delayed: the hit returns e at once.
+func (c *Cache[V]) refreshAhead(key string, e *entry[V], loader Loader[V]) {
+	if time.Now().UnixNano() < e.refreshAt || !e.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	if !c.track() {
+		return
+	}
+	c.stats.refreshes.Add(1)
+	go func() {
+		defer c.wg.Done()
+		// The same flight key as GetOrLoad: a miss of key meanwhile joins the
+		// refresh instead of loading again, and vice versa.
+		<-c.flights.DoChan("l\x00"+key, func() (any, error) { return c.refresh(key, e, loader) })
+	}()
+}
+
+// refresh reloads key whose current L1 entry is old. If another node
+// refreshed or wrote the key already, it takes that newer L2 version instead
+// of calling the loader. A reload is written to L2 only over old's version
+// (l2.Table.Refresh), and to L1 only if the key was not invalidated since the
+// refresh began, so a refresh racing a Set or Delete never brings back what
+// they replaced. On failure the current entry stays until its TTL.
+func (c *Cache[V]) refresh(key string, old *entry[V], loader Loader[V]) (res any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.stats.loadPanics.Add(1)
+			res, err = nil, &LoaderPanicError{Value: r}
+		}
+		if err != nil {
+			c.stats.refreshErrors.Add(1)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(c.closeCtx, c.o.LoadTimeout)
+	defer cancel()
+	fence := c.l1.BeginFill(key)
+
+	item, gerr := l2Call(c, func() (l2.Item, error) { return c.l2.Get(ctx, key) })
+	if gerr == nil && item.Version > old.version {
+		if e, ok := c.fromItem(item); ok {
+			c.stats.refreshesFromL2.Add(1)
+			c.fillL1(key, fence, e, int64(len(item.Value)), 0, item.ExpiresAt)
+			return e, nil
+		}
+	}
+
+	c.stats.loads.Add(1)
+	v, ttl, err := callLoader(ctx, key, loader)
+	e := &entry[V]{value: v}
+	switch {
+	case err == nil:
+		if ttl <= 0 {
+			ttl = c.o.L2TTL
+		}
+	case errors.Is(err, ErrNotFound) && c.o.NegativeTTL > 0:
+		e = &entry[V]{notFound: true}
+		ttl = c.o.NegativeTTL
+	default:
+		c.stats.loadErrors.Add(1)
+		return nil, err
+	}
+	var enc []byte
+	if !e.notFound {
+		if enc, err = c.o.Codec.Encode(v); err != nil {
+			return nil, &EncodeError{Err: err}
+		}
+	}
+	ver, err := l2Call(c, func() (int64, error) {
+		return c.l2.Refresh(ctx, key, enc, e.notFound, ttl, old.version)
+	})
+	switch {
+	case err == nil:
+		e.version = ver
+	case errors.Is(err, l2.ErrConflict):
+		// The key changed in the table while we reloaded: what we loaded may
+		// be older. Store nothing; the change's own stream record (or the
+		// write on this node) has already dealt with L1.
+		c.stats.staleFillsDropped.Add(1)
+		return e, nil
+	case errors.Is(err, l2.ErrValueTooLarge):
+		c.stats.l2TooLarge.Add(1)
+	default:
+		// L2 unavailable: keep the reload in this L1 only, fenced as usual.
+	}
+	c.fillL1(key, fence, e, int64(len(enc)), ttl, time.Now().Add(ttl))
+	return e, nil
+}

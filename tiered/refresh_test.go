@@ -1,0 +1,182 @@
+package tiered_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/tieredcache/tieredcache/internal/dynamolocal"
+	"github.com/tieredcache/tieredcache/tiered"
+)
+
+// refreshNode has a 2 s L1 TTL whose refresh-ahead starts after 25% of it,
+// without jitter, so that "past the soft TTL" is a known instant.
+func refreshNode(t *testing.T) *node {
+	return newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
+		o.L1TTL = 2 * time.Second
+		o.RefreshAhead = 0.25
+		o.TTLJitter = -1
+	})
+}
+
+// pastSoftTTL waits out the soft TTL of entries stored now: a wall-clock
+// interval is what is being tested, not an event to await.
+func pastSoftTTL() { time.Sleep(600 * time.Millisecond) }
+
+func TestRefreshAheadServesAtOnceAndReloadsOnce(t *testing.T) {
+	n := refreshNode(t)
+	ctx := testContext(t)
+	var calls atomic.Int64
+	gate := make(chan struct{})
+	reloading := make(chan struct{}, 1)
+	loader := func(_ context.Context, key string) (string, error) {
+		c := calls.Add(1)
+		if c > 2 { // calls 1 and 2 load "hot" and "idle"; the next is the refresh
+			reloading <- struct{}{}
+			<-gate
+		}
+		return key + strconv.FormatInt(c, 10), nil
+	}
+	if v, err := n.GetOrLoad(ctx, "hot", loader); err != nil || v != "hot1" {
+		t.Fatalf("first load %q, %v", v, err)
+	}
+	if v, err := n.GetOrLoad(ctx, "idle", loader); err != nil || v != "idle2" {
+		t.Fatalf("first load %q, %v", v, err)
+	}
+	// Entries stored by this node come back through the stream and are
+	// dropped (KEYS_ONLY); read them once more so L1 holds them, then wait.
+	n.awaitEvent(t, "idle")
+	for _, k := range []string{"hot", "idle"} {
+		if _, err := n.GetOrLoad(ctx, k, loader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pastSoftTTL()
+
+	// Many hits past the soft TTL: each returns the current value at once,
+	// while exactly one reload runs (blocked on gate) in the background.
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if v, err := n.GetOrLoad(ctx, "hot", loader); err != nil || v != "hot1" {
+				t.Errorf("hit during refresh = %q, %v; want hot1 at once", v, err)
+			}
+		}()
+	}
+	wg.Wait()
+	<-reloading
+	close(gate)
+	n.awaitValue(t, "hot", "hot3")
+	st := n.Stats()
+	if st.Refreshes != 1 || calls.Load() != 3 {
+		t.Fatalf("refreshes %d, loader calls %d; want exactly one refresh (3 calls)", st.Refreshes, calls.Load())
+	}
+	// "idle" was not read past its soft TTL: never refreshed.
+	if v, err := n.Get(ctx, "idle"); err != nil || v != "idle2" {
+		t.Fatalf("idle key = %q, %v; want idle2, never reloaded", v, err)
+	}
+}
+
+func TestRefreshAheadFailureKeepsServing(t *testing.T) {
+	n := refreshNode(t)
+	ctx := testContext(t)
+	var calls atomic.Int64
+	failed := make(chan struct{})
+	loader := func(context.Context, string) (string, error) {
+		if calls.Add(1) == 1 {
+			return "v1", nil
+		}
+		close(failed)
+		return "", errors.New("source down")
+	}
+	if _, err := n.GetOrLoad(ctx, "k", loader); err != nil {
+		t.Fatal(err)
+	}
+	n.awaitEvent(t, "k") // this node's own write came back through the stream
+	if _, err := n.GetOrLoad(ctx, "k", loader); err != nil {
+		t.Fatal(err)
+	}
+	pastSoftTTL()
+	if v, err := n.GetOrLoad(ctx, "k", loader); err != nil || v != "v1" {
+		t.Fatalf("hit past soft TTL = %q, %v", v, err)
+	}
+	<-failed
+	waitFor(t, 10*time.Second, "the refresh error to be counted", func() bool { return n.Stats().RefreshErrors == 1 })
+	for i := 0; i < 10; i++ {
+		if v, err := n.GetOrLoad(ctx, "k", loader); err != nil || v != "v1" {
+			t.Fatalf("after a failed refresh = %q, %v; want v1 until its TTL", v, err)
+		}
+	}
+	if c := calls.Load(); c != 2 {
+		t.Fatalf("loader calls %d; a failed refresh is not retried by every hit", c)
+	}
+}
+
+// putExpired writes an item whose entry expired ago, as DynamoDB keeps it
+// until its TTL sweeper runs.
+func putExpired(t *testing.T, table, key, value string, ago time.Duration) {
+	t.Helper()
+	ddb := dynamodb.NewFromConfig(awsConfig(t))
+	_, err := ddb.PutItem(testContext(t), &dynamodb.PutItemInput{
+		TableName: aws.String(table),
+		Item: map[string]types.AttributeValue{
+			"pk":  &types.AttributeValueMemberS{Value: "#" + key},
+			"v":   &types.AttributeValueMemberB{Value: []byte(value)},
+			"ver": &types.AttributeValueMemberN{Value: "7"},
+			"exp": &types.AttributeValueMemberN{Value: fmt.Sprint(time.Now().Add(-ago).Unix())},
+		},
+	})
+	if err != nil {
+		t.Fatalf("PutItem: %v", err)
+	}
+}
+
+func TestStaleIfError(t *testing.T) {
+	table := dynamolocal.TableName(t)
+	on := newNode(t, table, func(o *tiered.Options[string]) { o.StaleIfError = true })
+	off := newNode(t, table, nil)
+	ctx := testContext(t)
+	sourceDown := errors.New("source down")
+	failing := func(context.Context, string) (string, error) { return "", sourceDown }
+
+	putExpired(t, table, "k", "last", time.Minute)
+	v, err := on.GetOrLoad(ctx, "k", failing)
+	var se *tiered.StaleError
+	if v != "last" || !errors.Is(err, tiered.ErrStale) || !errors.Is(err, sourceDown) || !errors.As(err, &se) {
+		t.Fatalf("StaleIfError: GetOrLoad = %q, %v; want the last value with a *StaleError wrapping the loader's error", v, err)
+	}
+	if st := on.Stats(); st.StaleServed != 1 {
+		t.Fatalf("StaleServed = %d, want 1", st.StaleServed)
+	}
+	// Nothing was cached: a working loader is called next time.
+	if v, err := on.GetOrLoad(ctx, "k", constLoader("fresh")); err != nil || v != "fresh" {
+		t.Fatalf("after a stale answer, a working loader gives %q, %v", v, err)
+	}
+
+	putExpired(t, table, "k2", "last", time.Minute)
+	if v, err := off.GetOrLoad(ctx, "k2", failing); !errors.Is(err, sourceDown) || errors.Is(err, tiered.ErrStale) || v != "" {
+		t.Fatalf("without StaleIfError: %q, %v; want the loader's error alone", v, err)
+	}
+	// Older than MaxStale (default 1 h): not served.
+	putExpired(t, table, "k3", "ancient", 2*time.Hour)
+	if v, err := on.GetOrLoad(ctx, "k3", failing); !errors.Is(err, sourceDown) || errors.Is(err, tiered.ErrStale) {
+		t.Fatalf("past MaxStale: %q, %v; want the loader's error alone", v, err)
+	}
+	// A loader's ErrNotFound is an answer, not a failure: never stale.
+	putExpired(t, table, "k4", "last", time.Minute)
+	gone := func(context.Context, string) (string, error) { return "", tiered.ErrNotFound }
+	if _, err := on.GetOrLoad(ctx, "k4", gone); !errors.Is(err, tiered.ErrNotFound) || errors.Is(err, tiered.ErrStale) {
+		t.Fatalf("loader said not found: %v; want ErrNotFound, no stale value", err)
+	}
+}
