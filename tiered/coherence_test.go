@@ -114,6 +114,11 @@ func TestStreamDisabledFlushesAndRecovers(t *testing.T) {
 		t.Fatalf("DisableStream: %v", err)
 	}
 	start := time.Now()
+	// A write no stream will ever announce: the other nodes hold v0.
+	if err := nodes[0].Set(ctx, "k", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	ack := time.Now()
 	for _, n := range nodes {
 		n := n
 		waitFor(t, 30*time.Second, "a flush or degraded mode after the stream was disabled", func() bool {
@@ -121,7 +126,15 @@ func TestStreamDisabledFlushesAndRecovers(t *testing.T) {
 			return st.Flushes > 0 || st.Degraded
 		})
 	}
-	t.Logf("every node flushed or degraded %v after the stream was disabled", time.Since(start))
+	t.Logf("every node flushed or degraded %v after the stream was disabled (T/2 = %v)", time.Since(start), time.Second/2)
+	// The bound holds without a stream: T after the ack, nobody serves v0.
+	// Waiting out T is the property under test, not a stand-in for an event.
+	time.Sleep(time.Until(ack.Add(time.Second)))
+	for i, n := range nodes {
+		if v, err := n.Get(ctx, "k"); err != nil || v != "v1" {
+			t.Fatalf("node %d serves %q, %v more than T after v1 was acknowledged, with the stream gone", i, v, err)
+		}
+	}
 	if err := tbl.EnableStream(ctx, types.StreamViewTypeKeysOnly); err != nil {
 		t.Fatalf("EnableStream: %v", err)
 	}
