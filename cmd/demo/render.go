@@ -133,7 +133,7 @@ func (v *view) tableLines(children []*child, phase string) []string {
 	}
 	lines = append(lines, "",
 		fmt.Sprintf("%-5s %8s %20s %18s %-9s %7s %-9s %11s %10s %10s",
-			"node", "evicted", "lag last/mean/max", "ack→evict p50/p99", "stream", "flushes", "breaker", "lease waits", "checked", "violations"))
+			"node", "evicted", "stream lag", "ack→evict p50/p99", "stream", "flushes", "breaker", "lease waits", "checked", "violations"))
 	for _, c := range children {
 		if s := c.last; s != nil {
 			lines = append(lines, coherenceRow(c.name, s))
@@ -142,7 +142,7 @@ func (v *view) tableLines(children []*child, phase string) []string {
 	lines = append(lines, "",
 		"L1 hit: reads answered in process · L2 hit: L1 misses answered by the table · loads: source-of-truth calls",
 		"DDB calls saved: requests minus DynamoDB calls made, against one DynamoDB call per request without L1",
-		"lag: stream record → eviction (record time is rounded by DynamoDB) · ack→evict: write acknowledged anywhere → evicted here (ms)")
+		"stream lag: longest time since a shard was drained · ack→evict: write acknowledged anywhere → evicted here (ms)")
 	return lines
 }
 
@@ -175,7 +175,7 @@ func trafficRow(name, st string, rps float64, s *nodeStats) string {
 }
 
 func coherenceRow(name string, s *nodeStats) string {
-	lag := fmt.Sprintf("%s/%s/%s", msText(s.LagLastMs), msText(s.LagMeanMs), msText(s.LagMaxMs))
+	lag := msText(s.StreamLagMs)
 	ack := "—"
 	if s.AckLagN > 0 {
 		ack = fmt.Sprintf("%s/%s", msText(s.AckLagP50), msText(s.AckLagP99))
@@ -199,12 +199,12 @@ func plainLine(c *child, elapsed time.Duration) string {
 		return fmt.Sprintf("[%4s] %s %s", elapsed, c.name, state(c))
 	}
 	return fmt.Sprintf("[%4s] %s %s req/s=%s requests=%s L1hit=%s L2hit=%s loads=%s ddb_calls=%s saved=%s errors=%s "+
-		"evicted=%s lag=%s/%s/%sms ack_evict_p99=%sms stream=%s stream_lag=%sms degraded=%t flushes=%s breaker=%s lease_waits=%s checked=%s violations=%d",
+		"evicted=%s ack_evict_p99=%sms stream=%s stream_lag=%sms degraded=%t flushes=%s breaker=%s lease_waits=%s checked=%s violations=%d",
 		elapsed, c.name, state(c), num(uint64(c.rps+0.5)), num(s.requests()), l1Ratio(s),
 		pct(float64(s.L2Hits), float64(s.L2Hits+s.L2Misses)), num(s.Loads), num(s.L2Calls),
 		pct(float64(int64(s.requests())-int64(s.L2Calls)), float64(s.requests())),
 		num(s.ReadErrors+s.WriteErrors+s.L2Errors+s.LoadErrors), num(s.Invalidations),
-		msText(s.LagLastMs), msText(s.LagMeanMs), msText(s.LagMaxMs), msText(s.AckLagP99),
+		msText(s.AckLagP99),
 		s.Stream, msText(s.StreamLagMs), s.Degraded, num(s.Flushes), s.Breaker, num(s.LeaseWaits), num(uint64(s.Checked)), s.Violations)
 }
 
