@@ -17,6 +17,8 @@ func fillCacheStats(s *nodeStats, st tiered.Stats) {
 	s.LeaseWaits = st.LeaseWaits
 	s.LeaseTimeouts = st.LeaseTimeouts
 	s.StaleFillsDropped = st.StaleFillsDropped
+	s.Refreshes = st.Refreshes
+	s.RefreshErrors = st.RefreshErrors
 	s.Breaker = st.BreakerState
 	s.BreakerOpens = st.BreakerOpens
 	s.Invalidations = st.Invalidations + st.Replacements

@@ -24,20 +24,24 @@ type config struct {
 	LoaderLatency time.Duration
 	Staleness     time.Duration
 	Replace       bool
+	RefreshAhead  float64
+	L1TTL         time.Duration
+	Outage        time.Duration
 	Interval      time.Duration
 	Endpoint      string
 	SummaryJSON   string
 	LogDir        string
 
 	// Hidden: set by the parent for its node processes.
-	Child       bool
-	Node        string
-	Table       string
-	SourceTable string
+	Child          bool
+	Node           string
+	Table          string
+	SourceTable    string
+	SourceEndpoint string // "" = the cache's endpoint
 }
 
 // hiddenFlags are left out of -help: they are the parent's business.
-var hiddenFlags = map[string]bool{"child": true, "node": true, "table": true, "source-table": true}
+var hiddenFlags = map[string]bool{"child": true, "node": true, "table": true, "source-table": true, "source-endpoint": true}
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
@@ -55,6 +59,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.LoaderLatency, "loader-latency", 3*time.Millisecond, "extra latency of the simulated source of truth per load")
 	fs.DurationVar(&c.Staleness, "staleness", 0, "staleness bound T (tiered.Options.StalenessBound; 0 = the library default) the checker enforces")
 	fs.BoolVar(&c.Replace, "replace-on-change", false, "stream with NEW_IMAGE: replace L1 entries in place instead of evicting (tiered.Options.ReplaceOnChange)")
+	fs.Float64Var(&c.RefreshAhead, "refresh-ahead", 0, "refresh entries read past this fraction of their L1 TTL in the background (tiered.Options.RefreshAhead; 0 = off)")
+	fs.DurationVar(&c.L1TTL, "l1-ttl", 0, "L1 entry lifetime (tiered.Options.L1TTL; 0 = the library default)")
+	fs.DurationVar(&c.Outage, "outage", 0, "stop the cache's DynamoDB Local for this long a third of the way through the run (the source of truth stays up), to show reads surviving it")
 	fs.DurationVar(&c.Interval, "interval", time.Second, "how often nodes report and the table refreshes")
 	fs.StringVar(&c.Endpoint, "endpoint", "", "use this DynamoDB endpoint (e.g. a running DynamoDB Local) instead of starting DynamoDB Local")
 	fs.StringVar(&c.SummaryJSON, "summary-json", "", "also write the final per-node stats to this file as JSON")
@@ -63,6 +70,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.Node, "node", "", "node name (internal)")
 	fs.StringVar(&c.Table, "table", "", "cache table (internal)")
 	fs.StringVar(&c.SourceTable, "source-table", "", "source-of-truth table (internal)")
+	fs.StringVar(&c.SourceEndpoint, "source-endpoint", "", "source-of-truth endpoint (internal)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: demo [flags]\n\n"+
 			"Starts DynamoDB Local, runs -nodes processes that share one tieredcache table under a Zipf\n"+
@@ -104,6 +112,14 @@ func (c config) validate() error {
 		return errors.New("-zipf-s must be greater than 1")
 	case c.Rate < 0:
 		return errors.New("-rate must not be negative")
+	case c.RefreshAhead < 0 || c.RefreshAhead >= 1:
+		return errors.New("-refresh-ahead must be in [0,1)")
+	case c.Outage < 0 || c.L1TTL < 0:
+		return errors.New("durations must not be negative")
+	case c.Outage > 0 && c.Endpoint != "":
+		return errors.New("-outage needs the demo to run DynamoDB Local itself (no -endpoint)")
+	case c.Outage > 0 && c.Outage >= c.Duration/2:
+		return errors.New("-outage must be shorter than half of -duration")
 	case c.LoaderLatency < 0 || c.Staleness < 0:
 		return errors.New("durations must not be negative")
 	case c.Interval < 10*time.Millisecond:
@@ -128,6 +144,9 @@ func (c config) childArgs(node string) []string {
 		"-loader-latency", c.LoaderLatency.String(),
 		"-staleness", c.Staleness.String(),
 		"-replace-on-change=" + strconv.FormatBool(c.Replace),
+		"-refresh-ahead", strconv.FormatFloat(c.RefreshAhead, 'g', -1, 64),
+		"-l1-ttl", c.L1TTL.String(),
+		"-source-endpoint", c.SourceEndpoint,
 		"-interval", c.Interval.String(),
 		// The parent ends the workload; this is only the node's own backstop.
 		"-duration", (c.Duration + 2*time.Minute).String(),

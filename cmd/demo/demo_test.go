@@ -135,6 +135,44 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 }
 
+// TestDemoOutage runs the demo's outage mode: its own DynamoDB Local for the
+// cache is stopped mid-run and resumed while the source of truth stays up.
+// Reads must all succeed, writes must be refused visibly, the breaker must
+// open, and the staleness checker must still find nothing.
+func TestDemoOutage(t *testing.T) {
+	dynamolocal.ForTest(t) // installs DynamoDB Local; fails under CI=true when it cannot run
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "summary.json")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, exe, "-summary-json", path, "-nodes", "2", "-duration", "9s", "-outage", "2s",
+		"-keys", "300", "-workers", "4", "-rate", "300", "-write-pct", "5", "-interval", "500ms")
+	cmd.Env = append(os.Environ(), demoMainEnv+"=1")
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("demo failed: %v\n%s", err, out)
+	}
+	s := readSummary(t, path)
+	checkRun(t, s, 2, true)
+	if s.Summary.ReadErrors != 0 {
+		t.Errorf("%d reads failed while only DynamoDB was down", s.Summary.ReadErrors)
+	}
+	if s.Summary.BreakerOpens == 0 || s.Summary.L2Unavailable == 0 {
+		t.Errorf("breaker opened %d times, %d writes refused: the outage was not felt",
+			s.Summary.BreakerOpens, s.Summary.L2Unavailable)
+	}
+	if !strings.Contains(string(out), "outage ") {
+		t.Errorf("output lacks the outage line:\n%s", out)
+	}
+	if t.Failed() {
+		t.Logf("demo output:\n%s", out)
+	}
+}
+
 // TestDemoInterrupt: Ctrl-C (SIGINT to the parent) mid-run stops every node
 // cleanly and still prints the summary.
 func TestDemoInterrupt(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
@@ -46,6 +47,7 @@ type node struct {
 	seq      atomic.Uint64
 
 	reads, notFound, readErrors, sets, deletes, writeErrors atomic.Uint64
+	l2Unavailable                                           atomic.Uint64
 }
 
 // runNode is main for a node process. Its stdout carries JSON lines to the
@@ -73,7 +75,7 @@ func runNode(cfg config, stdin io.Reader, stdout, stderr io.Writer) int {
 		lag:   newAckLag(),
 		out:   &lineWriter{w: stdout},
 		src: &source{
-			ddb:     dynamodb.NewFromConfig(awsCfg),
+			ddb:     dynamodb.NewFromConfig(sourceConfig(awsCfg, cfg.SourceEndpoint)),
 			table:   cfg.SourceTable,
 			latency: cfg.LoaderLatency,
 		},
@@ -84,6 +86,9 @@ func runNode(cfg config, stdin io.Reader, stdout, stderr io.Writer) int {
 		L1MaxBytes:      cfg.L1Bytes,
 		StalenessBound:  cfg.Staleness,
 		ReplaceOnChange: cfg.Replace,
+		RefreshAhead:    cfg.RefreshAhead,
+		L1TTL:           cfg.L1TTL,
+		L1MaxTTL:        max(cfg.L1TTL, tiered.DefaultL1MaxTTL),
 		Logger:          logger,
 		OnInvalidate:    n.lag.evicted,
 	})
@@ -269,6 +274,9 @@ func (n *node) write(key string, del bool) {
 	end := time.Now()
 	if err != nil {
 		n.writeErrors.Add(1)
+		if errors.Is(err, tiered.ErrL2Unavailable) {
+			n.l2Unavailable.Add(1)
+		}
 	}
 	a := ackMsg{Node: n.cfg.Node, Key: key, Value: value, Start: start.UnixNano(), End: end.UnixNano(), Uncertain: err != nil}
 	n.noteAck(a)
@@ -279,15 +287,16 @@ func (n *node) write(key string, del bool) {
 func (n *node) stats(final bool) *nodeStats {
 	st := n.cache.Stats()
 	s := &nodeStats{
-		Node:        n.cfg.Node,
-		Elapsed:     time.Since(n.begin).Seconds(),
-		Reads:       n.reads.Load(),
-		NotFound:    n.notFound.Load(),
-		ReadErrors:  n.readErrors.Load(),
-		Sets:        n.sets.Load(),
-		Deletes:     n.deletes.Load(),
-		WriteErrors: n.writeErrors.Load(),
-		SourceReads: n.src.reads.Load(),
+		Node:          n.cfg.Node,
+		Elapsed:       time.Since(n.begin).Seconds(),
+		Reads:         n.reads.Load(),
+		NotFound:      n.notFound.Load(),
+		ReadErrors:    n.readErrors.Load(),
+		Sets:          n.sets.Load(),
+		Deletes:       n.deletes.Load(),
+		WriteErrors:   n.writeErrors.Load(),
+		L2Unavailable: n.l2Unavailable.Load(),
+		SourceReads:   n.src.reads.Load(),
 	}
 	fillCacheStats(s, st)
 	var lagN int
@@ -317,4 +326,15 @@ func (l *lineWriter) send(m message) {
 	l.mu.Lock()
 	_, _ = l.w.Write(b)
 	l.mu.Unlock()
+}
+
+// sourceConfig points the source-of-truth client at its own endpoint when
+// the parent runs one (-outage: the cache's DynamoDB goes down, the source
+// does not).
+func sourceConfig(cfg aws.Config, endpoint string) aws.Config {
+	if endpoint != "" {
+		cfg = cfg.Copy()
+		cfg.BaseEndpoint = aws.String(endpoint)
+	}
+	return cfg
 }

@@ -69,9 +69,21 @@ func runParent(cfg config, stdout, stderr io.Writer) int {
 	}()
 
 	endpoint := cfg.Endpoint
+	var cacheServer *dynamolocal.Server
 	if endpoint == "" {
 		fmt.Fprintln(stderr, "demo: starting DynamoDB Local (installed on first use) ...")
-		srv, err := dynamolocal.Start(setup)
+		var opts dynamolocal.StartOptions
+		if cfg.Outage > 0 {
+			// The cache's tables must survive the outage: keep them on disk.
+			dir, err := os.MkdirTemp("", "tieredcache-demo-")
+			if err != nil {
+				fmt.Fprintf(stderr, "demo: %v\n", err)
+				return 1
+			}
+			defer os.RemoveAll(dir)
+			opts.DBPath = dir
+		}
+		srv, err := dynamolocal.StartWithOptions(setup, opts)
 		if err != nil {
 			fmt.Fprintf(stderr, "demo: DynamoDB Local: %v\n", err)
 			return 1
@@ -81,7 +93,17 @@ func runParent(cfg config, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "demo: stop DynamoDB Local: %v\n", err)
 			}
 		}()
-		endpoint = srv.Endpoint()
+		endpoint, cacheServer = srv.Endpoint(), srv
+		if cfg.Outage > 0 {
+			// The source of truth is another database: it stays up.
+			src, err := dynamolocal.Start(setup)
+			if err != nil {
+				fmt.Fprintf(stderr, "demo: DynamoDB Local for the source: %v\n", err)
+				return 1
+			}
+			defer func() { _ = src.Stop() }()
+			cfg.SourceEndpoint = src.Endpoint()
+		}
 	}
 	cfg.Table = fmt.Sprintf("tieredcache-demo-%d-%d", time.Now().Unix(), os.Getpid())
 	cfg.SourceTable = cfg.Table + "-source"
@@ -95,7 +117,7 @@ func runParent(cfg config, stdout, stderr io.Writer) int {
 	cancelSetup() // from here on the run loop owns the signals
 
 	r := &runner{cfg: cfg, endpoint: endpoint, stdout: stdout, stderr: stderr, sigs: sigs,
-		events: make(chan event, 4096), view: newView(cfg, endpoint, stdout)}
+		events: make(chan event, 4096), view: newView(cfg, endpoint, stdout), server: cacheServer}
 	return r.loop()
 }
 
@@ -118,7 +140,11 @@ func createTables(ctx context.Context, cfg config, endpoint string) error {
 	if err := c.Close(); err != nil {
 		return err
 	}
-	return createSourceTable(ctx, dynamodb.NewFromConfig(awsCfg), cfg.SourceTable)
+	srcCfg := awsCfg
+	if cfg.SourceEndpoint != "" {
+		srcCfg = dynamolocal.AWSConfig(cfg.SourceEndpoint)
+	}
+	return createSourceTable(ctx, dynamodb.NewFromConfig(srcCfg), cfg.SourceTable)
 }
 
 type runner struct {
@@ -133,7 +159,11 @@ type runner struct {
 
 	started     time.Time
 	interrupted bool // the user asked to stop early
-	forced      bool // ... twice
+
+	// -outage: the cache's DynamoDB Local, stopped and resumed mid-run.
+	server *dynamolocal.Server
+	outage outage
+	forced bool // ... twice
 }
 
 func (r *runner) loop() int {
@@ -174,8 +204,15 @@ func (r *runner) loop() int {
 		c.in.push(mustLine(message{T: msgStart}))
 	}
 	runFor := time.After(r.cfg.Duration)
+	var outageAt <-chan time.Time
+	if r.cfg.Outage > 0 && r.server != nil {
+		outageAt = time.After(r.cfg.Duration / 3)
+	}
+	defer r.outage.wait()
 	for running := true; running; {
 		select {
+		case <-outageAt:
+			r.outage.start(r.server, r.cfg.Outage, r.stderr)
 		case e := <-r.events:
 			r.handle(e)
 		case <-tick.C:
@@ -307,6 +344,14 @@ func (r *runner) handle(e event) {
 }
 
 func (r *runner) phase() string {
+	p := r.basePhase()
+	if o := r.outage.state(); o != "" {
+		p += " · " + o
+	}
+	return p
+}
+
+func (r *runner) basePhase() string {
 	switch {
 	case r.started.IsZero():
 		return "starting"
@@ -401,6 +446,7 @@ func (r *runner) report() int {
 		}
 	}
 	sum := summarize(r.children)
+	r.view.outage = r.outage.state()
 	r.view.summary(sum, r.interrupted)
 	printViolations(r.stdout, r.children)
 	if r.cfg.SummaryJSON != "" {

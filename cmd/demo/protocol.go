@@ -66,6 +66,9 @@ type nodeStats struct {
 	LeaseWaits        uint64  `json:"lease_waits"`
 	LeaseTimeouts     uint64  `json:"lease_timeouts"`
 	StaleFillsDropped uint64  `json:"stale_fills_dropped"`
+	Refreshes         uint64  `json:"refreshes"`
+	RefreshErrors     uint64  `json:"refresh_errors"`
+	L2Unavailable     uint64  `json:"l2_unavailable_writes"` // writes refused with ErrL2Unavailable
 	Breaker           string  `json:"breaker"`
 	BreakerOpens      uint64  `json:"breaker_opens"`
 	Invalidations     uint64  `json:"invalidations"`

@@ -23,6 +23,7 @@ type view struct {
 	started   time.Time
 	stopped   time.Time // the workload was told to stop
 	lastPlain time.Time
+	outage    string // what -outage did, for the summary
 }
 
 func newView(cfg config, endpoint string, out io.Writer) *view {
@@ -235,6 +236,9 @@ func addTraffic(t, s *nodeStats) {
 	t.LeaseTimeouts += s.LeaseTimeouts
 	t.LeasesAcquired += s.LeasesAcquired
 	t.StaleFillsDropped += s.StaleFillsDropped
+	t.Refreshes += s.Refreshes
+	t.RefreshErrors += s.RefreshErrors
+	t.L2Unavailable += s.L2Unavailable
 	t.Invalidations += s.Invalidations
 	t.Flushes += s.Flushes
 	t.DegradedEpisodes += s.DegradedEpisodes
@@ -303,6 +307,14 @@ func (v *view) summary(s summary, interrupted bool) {
 		num(s.Invalidations), msText(s.AckLagP50), msText(s.AckLagP99), msText(s.AckLagMax), num(s.Flushes), num(s.DegradedEpisodes))
 	fmt.Fprintf(w, "  leases          %s taken, %s waits, %s timeouts; %s stale fills dropped; breaker opened %s times\n",
 		num(s.LeasesAcquired), num(s.LeaseWaits), num(s.LeaseTimeouts), num(s.StaleFillsDropped), num(s.BreakerOpens))
+	if v.cfg.RefreshAhead > 0 {
+		fmt.Fprintf(w, "  refresh-ahead   %s background refreshes of entries read past %g of their TTL, %s failed\n",
+			num(s.Refreshes), v.cfg.RefreshAhead, num(s.RefreshErrors))
+	}
+	if v.outage != "" {
+		fmt.Fprintf(w, "  outage          %s: reads kept working (%s read errors); %s writes refused with ErrL2Unavailable, none lost silently\n",
+			v.outage, num(s.ReadErrors), num(s.L2Unavailable))
+	}
 	fmt.Fprintf(w, "  errors          %s reads, %s writes, %s DynamoDB calls, %s loads\n",
 		num(s.ReadErrors), num(s.WriteErrors), num(s.L2Errors), num(s.LoadErrors))
 	fmt.Fprintf(w, "  staleness       %d violations in %s reads checked against T = %v", s.Violations, num(uint64(s.Checked)), v.staleness())
