@@ -17,8 +17,11 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 
+# The whole suite with the race detector, then the stale-set race tests 100
+# times in a row: they are ordered by hooks, so every run must pass.
 test: deps vet
 	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -race -count=100 -timeout 10m -run 'TestStaleSetRaceLeavesNoStaleEntry|TestFillRacingDeleteNeverResurrects' ./tiered/
 
 demo: deps
 	$(GO) run ./cmd/demo $(DEMO_ARGS)
