@@ -176,8 +176,9 @@ func (t *Table) newVersion(out *dynamodb.UpdateItemOutput) (int64, error) {
 //
 //   - lease == "": it lands only if the item is vacant (absent, tombstone,
 //     expired or placeholder) and no one else holds a live lease on it.
-//     Without a lease, a fill whose load began before a Delete can still land
-//     on that Delete's tombstone: take a lease to close that race.
+//     Alone, a fill whose load began before a Delete can still land on that
+//     Delete's tombstone: add IfVersion, or take a lease, to close that race.
+//
 //   - lease != "": it lands only if the item still carries this lease (see
 //     AcquireLease). Put, PutNotFound and Delete remove the lease, so a load
 //     that began before them is not stored: ErrLeaseLost.
