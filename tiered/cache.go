@@ -36,6 +36,10 @@ type Cache[V any] struct {
 	owner    string        // this node's identity in leases
 	leaseSeq atomic.Uint64
 
+	// loads holds the keys a GetOrLoad flight or a GetMany is loading, so
+	// that neither loads a key the other already is (getmany.go).
+	loads loadRegistry[V]
+
 	// degraded is set while the stream consumer has been unhealthy for longer
 	// than StalenessBound/2: L1 entries older than that are then not served.
 	degraded atomic.Bool

@@ -56,6 +56,19 @@ func TestBadInputGetsTypedErrors(t *testing.T) {
 			t.Fatalf("a refused Set left something behind: %v", err)
 		}
 	})
+	t.Run("nil loader", func(t *testing.T) {
+		if _, err := n.GetOrLoad(ctx, "absent", nil); !errors.Is(err, tiered.ErrNilLoader) {
+			t.Fatalf("GetOrLoad with a nil loader: %v, want ErrNilLoader", err)
+		}
+	})
+	t.Run("missing table without CreateTable", func(t *testing.T) {
+		cfg := awsConfig(t)
+		_, err := tiered.New(ctx, tiered.Options[string]{Table: dynamolocal.TableName(t), AWS: &cfg})
+		var mismatch *l2.TableMismatchError
+		if !errors.Is(err, tiered.ErrInvalidOptions) || !errors.As(err, &mismatch) {
+			t.Fatalf("New on a missing table: %v, want ErrInvalidOptions with *l2.TableMismatchError", err)
+		}
+	})
 	t.Run("bad options", func(t *testing.T) {
 		_, err := tiered.New(ctx, tiered.Options[string]{})
 		if !errors.Is(err, tiered.ErrInvalidOptions) {

@@ -10,6 +10,9 @@ var (
 	// Loader to say the key does not exist in the source (a result that is
 	// cached for NegativeTTL).
 	ErrNotFound = errors.New("tiered: not found")
+	// ErrNilLoader is returned by GetOrLoad (on a miss) and GetMany when the
+	// loader is nil.
+	ErrNilLoader = errors.New("tiered: nil loader")
 	// ErrClosed is returned by every call after Close.
 	ErrClosed = errors.New("tiered: cache closed")
 	// ErrInvalidOptions wraps every problem New finds in Options.

@@ -35,7 +35,7 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, loader Loader[V]) 
 	}
 	if loader == nil {
 		var zero V
-		return zero, errors.New("tiered: GetOrLoad needs a loader")
+		return zero, ErrNilLoader
 	}
 	return c.miss(ctx, key, loader)
 }
@@ -77,7 +77,7 @@ func (c *Cache[V]) miss(ctx context.Context, key string, loader Loader[V]) (V, e
 		flightKey = "l\x00" + key
 	}
 	ch := c.flights.DoChan(flightKey, func() (any, error) {
-		return c.flight(ctx, key, loader)
+		return c.sharedFlight(ctx, key, loader) // flight, or join a GetMany's load (getmany.go)
 	})
 	select {
 	case r := <-ch:

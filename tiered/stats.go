@@ -25,6 +25,10 @@ type Stats struct {
 	Writes      uint64 // Set and Delete calls
 	WriteErrors uint64 // Set and Delete calls that failed
 
+	BatchLoads    uint64 // batch loader calls (GetMany); each also counts in Loads, and in LoadErrors if a key failed
+	BatchLoadKeys uint64 // keys passed to batch loaders
+	LoadsJoined   uint64 // keys GetMany took from a load in flight, or GetOrLoad from a GetMany's, instead of loading
+
 	LeasesAcquired    uint64 // fill leases this node took
 	LeaseWaits        uint64 // times this node waited on another node's lease
 	LeaseTimeouts     uint64 // waits that ran out (the loader was then called anyway)
@@ -61,6 +65,7 @@ type counters struct {
 	leasesAcquired, leaseWaits, leaseTimeouts, staleFillsDropped atomic.Uint64
 	l2TooLarge, breakerOpens                                     atomic.Uint64
 	refreshes, refreshesFromL2, refreshErrors, staleServed       atomic.Uint64
+	batchLoads, batchLoadKeys, loadsJoined                       atomic.Uint64
 	invalidations, replacements, flushes, degradedEpisodes       atomic.Uint64
 
 	lagMu                   sync.Mutex
@@ -104,6 +109,9 @@ func (c *Cache[V]) Stats() Stats {
 		RefreshesFromL2:   s.refreshesFromL2.Load(),
 		RefreshErrors:     s.refreshErrors.Load(),
 		StaleServed:       s.staleServed.Load(),
+		BatchLoads:        s.batchLoads.Load(),
+		BatchLoadKeys:     s.batchLoadKeys.Load(),
+		LoadsJoined:       s.loadsJoined.Load(),
 		BreakerState:      c.breaker.State().String(),
 		BreakerOpens:      s.breakerOpens.Load(),
 		Invalidations:     s.invalidations.Load(),
