@@ -299,6 +299,13 @@ func (c *Cache[V]) sharedFlight(ctx context.Context, key string, loader Loader[V
 	if loader == nil {
 		return c.flight(ctx, key, nil)
 	}
+	return c.claimed(key, func() (any, error) { return c.flight(ctx, key, loader) })
+}
+
+// claimed runs load as the one load of key in this process, registered so
+// that a GetMany takes its result instead of loading key too; if a GetMany is
+// loading key already, it takes that result instead of running load.
+func (c *Cache[V]) claimed(key string, load func() (any, error)) (res any, err error) {
 	call, owner := c.loads.claimOne(key)
 	if !owner {
 		if !c.track() {
@@ -317,7 +324,7 @@ func (c *Cache[V]) sharedFlight(ctx context.Context, key string, loader Loader[V
 		call.err = err
 		c.loads.finish([]string{key}, []*loadCall[V]{call}, call.done)
 	}()
-	return c.flight(ctx, key, loader)
+	return load()
 }
 
 // fillWorkers bounds the concurrent L2 writes of one GetMany's loaded keys

@@ -22,9 +22,12 @@ func (c *Cache[V]) refreshAhead(key string, e *entry[V], loader Loader[V]) {
 	c.stats.refreshes.Add(1)
 	go func() {
 		defer c.wg.Done()
-		// The same flight key as GetOrLoad: a miss of key meanwhile joins the
-		// refresh instead of loading again, and vice versa.
-		<-c.flights.DoChan("l\x00"+key, func() (any, error) { return c.refresh(key, e, loader) })
+		// The same flight key as GetOrLoad, and registered as its loads are:
+		// a GetOrLoad or GetMany of key meanwhile joins the refresh instead of
+		// loading again, and vice versa.
+		<-c.flights.DoChan("l\x00"+key, func() (any, error) {
+			return c.claimed(key, func() (any, error) { return c.refresh(key, e, loader) })
+		})
 	}()
 }
 
