@@ -37,6 +37,24 @@ import (
 // own LoadTimeout, which also covers the L2 read before and writes after it.
 type BatchLoader[V any] func(ctx context.Context, keys []string) (map[string]V, error)
 
+// one is loader as a Loader of one key, for refresh-ahead.
+func (loader BatchLoader[V]) one(ctx context.Context, key string) (V, error) {
+	var zero V
+	m, err := loader(ctx, []string{key})
+	var be *BatchError
+	if errors.As(err, &be) {
+		err = be.Errors[key]
+	}
+	if err != nil {
+		return zero, err
+	}
+	v, ok := m[key]
+	if !ok {
+		return zero, ErrNotFound
+	}
+	return v, nil
+}
+
 // BatchError reports, key by key, what failed in a batch. GetMany returns it
 // when some keys could not be answered; a BatchLoader may return one to fail
 // only some of its keys. errors.Is and errors.As see every key's error, so
@@ -130,6 +148,9 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 		if e, ok := c.l1.Get(k); ok && c.servable(e) {
 			if !e.notFound {
 				found[k] = e.value
+			}
+			if e.refreshAt != 0 { // refresh-ahead is on
+				c.refreshAhead(k, e, loader.one)
 			}
 			continue
 		}

@@ -128,6 +128,24 @@ func (n *node) awaitEvent(t testing.TB, key string) {
 	}
 }
 
+// awaitEvents waits until n's stream consumer dropped or replaced every key.
+func (n *node) awaitEvents(t testing.TB, keys ...string) {
+	t.Helper()
+	left := map[string]bool{}
+	for _, k := range keys {
+		left[k] = true
+	}
+	timeout := time.After(30 * time.Second)
+	for len(left) > 0 {
+		select {
+		case k := <-n.events:
+			delete(left, k)
+		case <-timeout:
+			t.Fatalf("no stream event for %d of the keys within 30s", len(left))
+		}
+	}
+}
+
 // awaitGone waits, event by event, until n answers ErrNotFound for key.
 func (n *node) awaitGone(t testing.TB, key string) {
 	t.Helper()

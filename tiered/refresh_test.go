@@ -180,3 +180,43 @@ func TestStaleIfError(t *testing.T) {
 		t.Fatalf("loader said not found: %v; want ErrNotFound, no stale value", err)
 	}
 }
+
+func TestRefreshAheadThroughGetMany(t *testing.T) {
+	n := refreshNode(t)
+	ctx := testContext(t)
+	var mu sync.Mutex
+	var calls [][]string
+	refreshed := make(chan struct{})
+	loader := func(_ context.Context, keys []string) (map[string]string, error) {
+		mu.Lock()
+		calls = append(calls, keys)
+		nth := len(calls)
+		mu.Unlock()
+		if nth == 2 {
+			defer close(refreshed)
+		}
+		m := map[string]string{}
+		for _, k := range keys {
+			m[k] = fmt.Sprint(k, "@", nth)
+		}
+		return m, nil
+	}
+	if _, err := n.GetMany(ctx, []string{"a", "b"}, loader); err != nil {
+		t.Fatal(err)
+	}
+	n.awaitEvents(t, "a", "b") // both fills came back through the stream (KEYS_ONLY drops them)
+	if m, err := n.GetMany(ctx, []string{"a", "b"}, loader); err != nil || m["a"] != "a@1" {
+		t.Fatalf("reread = %v, %v", m, err)
+	}
+	pastSoftTTL()
+	if m, err := n.GetMany(ctx, []string{"a"}, loader); err != nil || m["a"] != "a@1" {
+		t.Fatalf("hit past the soft TTL = %v, %v; want a@1 at once", m, err)
+	}
+	<-refreshed
+	n.awaitValue(t, "a", "a@2")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) != 2 || len(calls[1]) != 1 || calls[1][0] != "a" {
+		t.Fatalf("batch loader calls %v; want the refresh to reload just [a]", calls)
+	}
+}
