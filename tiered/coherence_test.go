@@ -82,6 +82,36 @@ func TestReplaceOnChangeUpdatesInPlace(t *testing.T) {
 	}
 }
 
+// TestReplaceOnChangeKeepsOwnWrites: with NEW_IMAGE, the records of a node's
+// own fill (lease placeholder, then the value) and Set come back carrying
+// versions it already holds, and cost it nothing.
+func TestReplaceOnChangeKeepsOwnWrites(t *testing.T) {
+	nodes := newCluster(t, 2, func(o *tiered.Options[string]) { o.ReplaceOnChange = true })
+	a, b := nodes[0], nodes[1]
+	ctx := testContext(t)
+	if _, err := a.GetOrLoad(ctx, "filled", constLoader("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Set(ctx, "written", "w"); err != nil {
+		t.Fatal(err)
+	}
+	// A later write elsewhere: once a has seen it, every earlier record of
+	// the shard has reached a too.
+	if err := b.Set(ctx, "marker", "m"); err != nil {
+		t.Fatal(err)
+	}
+	a.awaitEvent(t, "marker")
+	gets := a.ops.get("GetItem")
+	for k, want := range map[string]string{"filled": "v", "written": "w"} {
+		if v, err := a.Get(ctx, k); err != nil || v != want {
+			t.Fatalf("Get(%s) = %q, %v", k, v, err)
+		}
+	}
+	if got := a.ops.get("GetItem") - gets; got != 0 {
+		t.Fatalf("%d GetItem calls: the node's own records evicted what it had just stored", got)
+	}
+}
+
 func TestConsumerRestartKeepsCoherence(t *testing.T) {
 	nodes := newCluster(t, 2, nil)
 	a := nodes[0]

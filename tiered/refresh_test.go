@@ -19,12 +19,15 @@ import (
 )
 
 // refreshNode has a 2 s L1 TTL whose refresh-ahead starts after 25% of it,
-// without jitter, so that "past the soft TTL" is a known instant.
+// without jitter, so that "past the soft TTL" is a known instant. Without
+// leases a load writes one stream record (the fill), not two (lease, fill),
+// so awaiting a key's event means its record has come back.
 func refreshNode(t *testing.T) *node {
 	return newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
 		o.L1TTL = 2 * time.Second
 		o.RefreshAhead = 0.25
 		o.TTLJitter = -1
+		o.DisableLeases = true
 	})
 }
 
@@ -54,7 +57,7 @@ func TestRefreshAheadServesAtOnceAndReloadsOnce(t *testing.T) {
 	}
 	// Entries stored by this node come back through the stream and are
 	// dropped (KEYS_ONLY); read them once more so L1 holds them, then wait.
-	n.awaitEvent(t, "idle")
+	n.awaitEvents(t, "hot", "idle")
 	for _, k := range []string{"hot", "idle"} {
 		if _, err := n.GetOrLoad(ctx, k, loader); err != nil {
 			t.Fatal(err)
@@ -75,7 +78,7 @@ func TestRefreshAheadServesAtOnceAndReloadsOnce(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	<-reloading
+	await(t, reloading, "the refresh to call the loader")
 	close(gate)
 	n.awaitValue(t, "hot", "hot3")
 	st := n.Stats()
@@ -111,7 +114,7 @@ func TestRefreshAheadFailureKeepsServing(t *testing.T) {
 	if v, err := n.GetOrLoad(ctx, "k", loader); err != nil || v != "v1" {
 		t.Fatalf("hit past soft TTL = %q, %v", v, err)
 	}
-	<-failed
+	await(t, failed, "the refresh to call the loader")
 	waitFor(t, 10*time.Second, "the refresh error to be counted", func() bool { return n.Stats().RefreshErrors == 1 })
 	for i := 0; i < 10; i++ {
 		if v, err := n.GetOrLoad(ctx, "k", loader); err != nil || v != "v1" {
@@ -212,11 +215,21 @@ func TestRefreshAheadThroughGetMany(t *testing.T) {
 	if m, err := n.GetMany(ctx, []string{"a"}, loader); err != nil || m["a"] != "a@1" {
 		t.Fatalf("hit past the soft TTL = %v, %v; want a@1 at once", m, err)
 	}
-	<-refreshed
+	await(t, refreshed, "the refresh to call the batch loader")
 	n.awaitValue(t, "a", "a@2")
 	mu.Lock()
 	defer mu.Unlock()
 	if len(calls) != 2 || len(calls[1]) != 1 || calls[1][0] != "a" {
 		t.Fatalf("batch loader calls %v; want the refresh to reload just [a]", calls)
+	}
+}
+
+// await waits for ch, failing the test after 30 s instead of hanging it.
+func await[T any](t *testing.T, ch <-chan T, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }

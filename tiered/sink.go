@@ -40,7 +40,16 @@ func (s sink[V]) Changed(ch invalidation.Change) {
 func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 	c := s.c
 	item, err := l2.ItemFromStreamImage(ch.NewImage)
-	if err != nil || !item.ExpiresAt.IsZero() && !item.ExpiresAt.After(time.Now()) {
+	if err != nil {
+		return false
+	}
+	// An image no newer than the entry L1 holds changes nothing: this node's
+	// own write or fill coming back, or a lease placeholder (taking a lease
+	// does not move the version) laid over the entry's version.
+	if old, ok := c.l1.Get(key); ok && old.version >= item.Version {
+		return true
+	}
+	if !item.ExpiresAt.IsZero() && !item.ExpiresAt.After(time.Now()) {
 		return false
 	}
 	e, ok := c.fromItem(item)
@@ -59,8 +68,8 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 		}
 		return true
 	}
-	// Not replaced: either L1 holds this version or a newer one (our own
-	// write: keep it), or nothing (invalidate so fills in flight lose).
+	// Not replaced: L1 holds nothing (invalidate, so that fills in flight
+	// lose), or an entry that became as new meanwhile (keep it).
 	if old, ok := c.l1.Get(key); ok && old.version >= item.Version {
 		return true
 	}
