@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/sony/gobreaker/v2"
+
 	"github.com/tieredcache/tieredcache/l1"
 	"github.com/tieredcache/tieredcache/l2"
 )
@@ -157,22 +159,26 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], fence
 	lease := ""
 	if !c.o.DisableLeases && !l2IsDown {
 		var e *entry[V]
-		lease, e = c.acquireOrWait(ctx, key, fence)
+		lease, e, l2IsDown = c.acquireOrWait(ctx, key, fence)
 		if e != nil {
 			return e, nil
 		}
 	}
-	if l2IsDown || c.breaker.State().String() == "open" {
-		// Without L2 every node may reach the source: cap our share.
+	capped := l2IsDown || c.breaker.State() == gobreaker.StateOpen
+	if capped {
+		// Without L2 (and its leases) every node may reach the source: cap
+		// our share. The slot is held for the loader call only.
 		select {
 		case c.outage <- struct{}{}:
-			defer func() { <-c.outage }()
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
 	c.stats.loads.Add(1)
 	v, ttl, err := callLoader(ctx, key, loader)
+	if capped {
+		<-c.outage
+	}
 	e := &entry[V]{value: v}
 	switch {
 	case err == nil:

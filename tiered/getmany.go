@@ -446,11 +446,12 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 		return
 	}
 
-	if len(unread) > 0 || c.breaker.State() == gobreaker.StateOpen {
-		// Without L2 every node may reach the source: cap our share.
+	capped := len(unread) > 0 || c.breaker.State() == gobreaker.StateOpen
+	if capped {
+		// Without L2 every node may reach the source: cap our share. The
+		// slot is held for the loader call only.
 		select {
 		case c.outage <- struct{}{}:
-			defer func() { <-c.outage }()
 		case <-ctx.Done():
 			for _, p := range load {
 				b.calls[p.i].err = ctx.Err()
@@ -466,6 +467,9 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 	c.stats.batchLoads.Add(1)
 	c.stats.batchLoadKeys.Add(uint64(len(keys)))
 	vals, ttl, err := callBatchLoader(ctx, keys, loader)
+	if capped {
+		<-c.outage
+	}
 	var perKey map[string]error
 	var be *BatchError
 	switch {

@@ -13,9 +13,9 @@ import (
 // acquireOrWait takes the fill lease on key, after memcache's leases. It
 // returns the lease token when this flight may call the loader, or an entry
 // when another node filled the key while we waited. It returns ("", nil) when
-// the loader should run without a lease: DynamoDB failed, or the holder did
-// not fill within LeaseWait.
-func (c *Cache[V]) acquireOrWait(ctx context.Context, key string, fence l1.Fence) (string, *entry[V]) {
+// the loader should run without a lease: DynamoDB failed (then down is set),
+// or the holder did not fill within LeaseWait.
+func (c *Cache[V]) acquireOrWait(ctx context.Context, key string, fence l1.Fence) (lease string, filled *entry[V], down bool) {
 	token := c.owner + "/" + strconv.FormatUint(c.leaseSeq.Add(1), 36)
 	deadline := time.Now().Add(c.o.LeaseWait)
 	backoff := 2 * time.Millisecond
@@ -24,19 +24,19 @@ func (c *Cache[V]) acquireOrWait(ctx context.Context, key string, fence l1.Fence
 			return c.l2.AcquireLease(ctx, key, token, c.o.LeaseTTL)
 		})
 		if err != nil {
-			return "", nil
+			return "", nil, l2Down(err)
 		}
 		if res.Acquired {
 			c.stats.leasesAcquired.Add(1)
-			return token, nil
+			return token, nil, false
 		}
 		if res.Current != nil { // someone filled or wrote it meanwhile
 			if e, ok := c.fromItem(*res.Current); ok {
 				c.stats.l2Hits.Add(1)
 				c.fillL1(key, fence, e, int64(len(res.Current.Value)), 0, res.Current.ExpiresAt)
-				return "", e
+				return "", e, false
 			}
-			return "", nil
+			return "", nil, false
 		}
 		// Another node holds a live lease: wait for its fill by reading L2.
 		c.stats.leaseWaits.Add(1)
@@ -46,7 +46,7 @@ func (c *Cache[V]) acquireOrWait(ctx context.Context, key string, fence l1.Fence
 		}
 		for time.Now().Before(until) {
 			if !sleep(ctx, backoff) {
-				return "", nil
+				return "", nil, false
 			}
 			backoff = min(backoff*2, 50*time.Millisecond)
 			item, err := l2Call(c, func() (l2.Item, error) { return c.l2.Get(ctx, key) })
@@ -54,17 +54,17 @@ func (c *Cache[V]) acquireOrWait(ctx context.Context, key string, fence l1.Fence
 				if e, ok := c.fromItem(item); ok {
 					c.stats.l2Hits.Add(1)
 					c.fillL1(key, fence, e, int64(len(item.Value)), 0, item.ExpiresAt)
-					return "", e
+					return "", e, false
 				}
-				return "", nil
+				return "", nil, false
 			}
 			if !errors.Is(err, l2.ErrNotFound) {
-				return "", nil
+				return "", nil, l2Down(err)
 			}
 		}
 		if !time.Now().Before(deadline) {
 			c.stats.leaseTimeouts.Add(1)
-			return "", nil
+			return "", nil, false
 		}
 		// The holder's lease expired without a fill: try to take it over.
 	}

@@ -618,3 +618,50 @@ func TestSlowDynamoDBBoundsLatency(t *testing.T) {
 		t.Fatalf("Set after recovery: %v", err)
 	}
 }
+
+// TestLeaseFailureCapsLoads: when DynamoDB answers reads but refuses the
+// lease write (throttled UpdateItem), the breaker may still be closed; the
+// loads that follow run without a lease, so the MaxOutageLoads cap applies.
+func TestLeaseFailureCapsLoads(t *testing.T) {
+	const keys = 8
+	cfg := awsConfig(t)
+	inj := ddbfault.New()
+	n := newNodeAt(t, cfg, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
+		o.DynamoDB = l2.NewClient(cfg, inj.Options)
+		o.MaxOutageLoads = 1
+		o.BreakerFailures = 1 << 20 // keep the breaker closed: the lease failure alone must cap
+	})
+	ctx := testContext(t)
+	inj.Add(ddbfault.Rule{Op: "UpdateItem", Err: throttlingException()})
+
+	var cur, top, loads atomic.Int64
+	loader := func(_ context.Context, key string) (string, error) {
+		loads.Add(1)
+		c := cur.Add(1)
+		defer cur.Add(-1)
+		for m := top.Load(); c > m && !top.CompareAndSwap(m, c); m = top.Load() {
+		}
+		time.Sleep(20 * time.Millisecond) // the source's own work: lets loads overlap if uncapped
+		return "v:" + key, nil
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < keys; i++ {
+		wg.Add(1)
+		go func(key string) {
+			defer wg.Done()
+			if v, err := n.GetOrLoad(ctx, key, loader); err != nil || v != "v:"+key {
+				t.Errorf("GetOrLoad(%s) = %q, %v", key, v, err)
+			}
+		}(fmt.Sprint("k", i))
+	}
+	wg.Wait()
+	if loads.Load() != keys {
+		t.Fatalf("%d loads for %d keys", loads.Load(), keys)
+	}
+	if st := n.Stats(); st.BreakerState != "closed" {
+		t.Fatalf("breaker %s; the test needs it closed", st.BreakerState)
+	}
+	if got := top.Load(); got > 1 {
+		t.Fatalf("%d loader calls ran at once without leases; MaxOutageLoads is 1", got)
+	}
+}
