@@ -47,6 +47,11 @@ var (
 	// ThrottlingException, RequestLimitExceeded) after the client's retries.
 	// The SDK's own error stays reachable with errors.As.
 	ErrThrottled = errors.New("l2: throttled")
+	// ErrTimeout: the call ran out of Options.CallTimeout (DynamoDB, or the
+	// way to it, is slow). A call cut short by the caller's own context is
+	// not marked: that says nothing about DynamoDB. The context error stays
+	// reachable (errors.Is(err, context.DeadlineExceeded)).
+	ErrTimeout = errors.New("l2: call timed out")
 	// ErrPartial: BatchGet could not read every key (see *PartialError).
 	ErrPartial = errors.New("l2: batch partially read")
 	// ErrTableMismatch: an existing table does not fit the item format or the

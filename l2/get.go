@@ -32,7 +32,7 @@ func (t *Table) Get(ctx context.Context, key string) (Item, error) {
 		Key:            map[string]types.AttributeValue{PartitionKeyAttr: &types.AttributeValueMemberS{Value: pk}},
 		ConsistentRead: aws.Bool(t.o.ConsistentRead),
 	})
-	if err = t.record("GetItem", err); err != nil {
+	if err = t.record(cctx, "GetItem", err); err != nil {
 		return Item{}, err
 	}
 	if len(out.Item) == 0 {
@@ -185,7 +185,7 @@ func (t *Table) batchCall(ctx context.Context, keys []map[string]types.Attribute
 			ConsistentRead: aws.Bool(t.o.ConsistentRead),
 		}},
 	})
-	return out, t.record("BatchGetItem", err)
+	return out, t.record(cctx, "BatchGetItem", err)
 }
 
 // pksOf returns the partition keys of keys (skipping malformed ones: the

@@ -622,9 +622,7 @@ func TestThrottledAndSlowCalls(t *testing.T) {
 	// Throttled for good: fails fast, typed, counted.
 	e.inj.Add(ddbfault.Rule{Op: "GetItem", Throttle: true})
 	before := e.inj.Attempts("GetItem")
-	start := time.Now()
 	_, err := e.tbl.Get(c, "k")
-	took := time.Since(start)
 	var pte *types.ProvisionedThroughputExceededException
 	if !errors.Is(err, l2.ErrThrottled) || !errors.As(err, &pte) {
 		t.Fatalf("throttled Get = %v, want ErrThrottled wrapping the SDK error", err)
@@ -632,30 +630,24 @@ func TestThrottledAndSlowCalls(t *testing.T) {
 	if got := e.inj.Attempts("GetItem") - before; got != l2.ClientMaxAttempts {
 		t.Errorf("attempts = %d, want %d", got, l2.ClientMaxAttempts)
 	}
-	// The SDK's defaults took 2.5 s here; ours: one retry after <= 50 ms.
-	if took > time.Second {
-		t.Errorf("throttled Get took %v; NewClient should give up within ~%v of backoff", took, l2.ClientMaxBackoff)
-	}
+	// (The SDK's defaults made 3 attempts with the shared retry quota and took
+	// 2.5 s here; the attempt count above is what NewClient controls.)
 	s := e.tbl.Stats()
 	if s.Throttles != 1 || s.Errors != 1 {
 		t.Errorf("Stats = %+v, want 1 throttle, 1 error", s)
 	}
 	e.inj.Reset()
 
-	// A hung DynamoDB: the call ends at DefaultCallTimeout.
+	// A hung DynamoDB: the call ends at DefaultCallTimeout, marked as ours.
 	e.inj.Add(ddbfault.Rule{Op: "GetItem", Latency: 10 * time.Second})
-	start = time.Now()
-	_, err = e.tbl.Get(c, "k")
-	took = time.Since(start)
-	if !errors.Is(err, context.DeadlineExceeded) || took < l2.DefaultCallTimeout || took > l2.DefaultCallTimeout+time.Second {
-		t.Fatalf("slow Get = %v after %v, want DeadlineExceeded after ~%v", err, took, l2.DefaultCallTimeout)
+	if _, err = e.tbl.Get(c, "k"); !errors.Is(err, l2.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("slow Get = %v, want ErrTimeout (and DeadlineExceeded)", err)
 	}
-	// A sooner caller deadline wins.
+	// A sooner caller deadline wins, and is not blamed on DynamoDB.
 	short, cancel := context.WithTimeout(c, 50*time.Millisecond)
 	defer cancel()
-	start = time.Now()
-	if _, err := e.tbl.Get(short, "k"); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) >= l2.DefaultCallTimeout {
-		t.Fatalf("Get with a 50ms deadline = %v after %v", err, time.Since(start))
+	if _, err := e.tbl.Get(short, "k"); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, l2.ErrTimeout) {
+		t.Fatalf("Get with a 50ms deadline = %v, want DeadlineExceeded without ErrTimeout", err)
 	}
 	e.inj.Reset()
 

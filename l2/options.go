@@ -2,6 +2,7 @@ package l2
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -161,5 +162,8 @@ func (t *Table) callCtx(ctx context.Context) (context.Context, context.CancelFun
 	if t.o.CallTimeout < 0 {
 		return ctx, func() {}
 	}
-	return context.WithTimeout(ctx, t.o.CallTimeout)
+	return context.WithTimeoutCause(ctx, t.o.CallTimeout, errCallTimeout)
 }
+
+// errCallTimeout is the cause of a call context that hit CallTimeout.
+var errCallTimeout = errors.New("l2: CallTimeout")

@@ -1,6 +1,10 @@
 package l2
 
-import "sync/atomic"
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+)
 
 // Stats are cumulative counters since New, for the data path (Get, BatchGet,
 // writes, leases; not EnsureTable and the stream helpers). They are plain
@@ -32,8 +36,10 @@ func (t *Table) Stats() Stats {
 }
 
 // record counts one call's outcome and returns its error, wrapped for op.
-// Condition failures are answers, not errors: the caller handles them.
-func (t *Table) record(op string, err error) error {
+// Condition failures are answers, not errors: the caller handles them. A
+// call that ran out of Options.CallTimeout (cctx's own deadline, not the
+// caller's) is marked with ErrTimeout.
+func (t *Table) record(cctx context.Context, op string, err error) error {
 	t.stats.calls.Add(1)
 	if err == nil {
 		return nil
@@ -45,6 +51,9 @@ func (t *Table) record(op string, err error) error {
 	t.stats.errors.Add(1)
 	if isThrottle(err) {
 		t.stats.throttles.Add(1)
+	}
+	if cctx.Err() != nil && context.Cause(cctx) == errCallTimeout {
+		return fmt.Errorf("l2: %s: %w: %w", op, ErrTimeout, err)
 	}
 	return callError(op, err)
 }

@@ -50,7 +50,7 @@ func (t *Table) update(ctx context.Context, op, pk string, u update, returnNew b
 	cctx, cancel := t.callCtx(ctx)
 	defer cancel()
 	out, err := t.c.UpdateItem(cctx, in)
-	return out, t.record(op, err)
+	return out, t.record(cctx, op, err)
 }
 
 func usedNames(exprs string) map[string]string {

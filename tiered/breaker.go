@@ -29,8 +29,12 @@ func newBreaker[V any](o Options[V], st *counters) *gobreaker.CircuitBreaker[any
 		IsSuccessful: func(err error) bool {
 			return err == nil || isDefinite(err)
 		},
+		// A caller giving up (its cancel, or its own deadline: Set and
+		// Delete run on the caller's ctx) says nothing about DynamoDB; a call
+		// that ran out of l2's CallTimeout (l2.ErrTimeout) does.
 		IsExcluded: func(err error) bool {
-			return errors.Is(err, context.Canceled)
+			return errors.Is(err, context.Canceled) ||
+				errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, l2.ErrTimeout)
 		},
 	})
 }

@@ -665,3 +665,39 @@ func TestLeaseFailureCapsLoads(t *testing.T) {
 		t.Fatalf("%d loader calls ran at once without leases; MaxOutageLoads is 1", got)
 	}
 }
+
+// TestCallerDeadlinesDoNotOpenTheBreaker: Set runs on the caller's context;
+// callers with deadlines tighter than DynamoDB's latency fail, but that is
+// their deadline, not DynamoDB failing, and must not cut L2 off for
+// everyone. Calls that run out of l2's own CallTimeout do count.
+func TestCallerDeadlinesDoNotOpenTheBreaker(t *testing.T) {
+	cfg := awsConfig(t)
+	inj := ddbfault.New()
+	n := newNodeAt(t, cfg, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
+		o.DynamoDB = l2.NewClient(cfg, inj.Options)
+		o.BreakerFailures = 3
+	})
+	ctx := testContext(t)
+	inj.Add(ddbfault.Rule{Op: "UpdateItem", Latency: 200 * time.Millisecond}) // slower than the callers allow, within CallTimeout
+	for i := 0; i < 10; i++ {
+		short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		err := n.Set(short, "k", "v")
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, tiered.ErrL2Unavailable) {
+			t.Fatalf("Set past the caller's deadline = %v", err)
+		}
+	}
+	if st := n.Stats(); st.BreakerOpens != 0 || st.BreakerState != "closed" {
+		t.Fatalf("breaker %s after %d opens: callers' deadlines were blamed on DynamoDB", st.BreakerState, st.BreakerOpens)
+	}
+	inj.Reset()
+	inj.Add(ddbfault.Rule{Op: "UpdateItem", Latency: 2 * l2.DefaultCallTimeout}) // now DynamoDB itself is too slow
+	for i := 0; i < 3; i++ {
+		if err := n.Set(ctx, "k", "v"); !errors.Is(err, l2.ErrTimeout) {
+			t.Fatalf("Set against a hung DynamoDB = %v, want l2.ErrTimeout", err)
+		}
+	}
+	if st := n.Stats(); st.BreakerOpens != 1 {
+		t.Fatalf("BreakerOpens = %d after 3 timeouts, want 1", st.BreakerOpens)
+	}
+}
