@@ -199,6 +199,31 @@ func (c *Cache[V]) track() bool {
 	return true
 }
 
+// ttls turns the TTL a loader chose (0: none) into the entry's L2 lifetime
+// and the L1 lifetime to ask l1TTL for (0: L1TTL). A loader's choice applies
+// to both tiers; otherwise L2 keeps the entry L2TTL and L1 for L1TTL. A
+// negative entry lives NegativeTTL in both.
+func (c *Cache[V]) ttls(chosen time.Duration, notFound bool) (l2TTL, l1Want time.Duration) {
+	switch {
+	case notFound:
+		return c.o.NegativeTTL, c.o.NegativeTTL
+	case chosen > 0:
+		return chosen, chosen
+	}
+	return c.o.L2TTL, 0
+}
+
+// newer returns the live entry a refused fill found in the table (a write
+// that landed while the fill loaded), if it can be decoded: callers of the
+// fill get that rather than their older load.
+func (c *Cache[V]) newer(err error) (*entry[V], bool) {
+	var ce *l2.ConflictError
+	if !errors.As(err, &ce) || ce.Current == nil {
+		return nil, false
+	}
+	return c.fromItem(*ce.Current)
+}
+
 // l1TTL is the L1 lifetime of an entry whose L2 item expires at exp (zero:
 // unknown) and whose preferred TTL is want: never past the L2 item.
 func (c *Cache[V]) l1TTL(want time.Duration, exp time.Time) time.Duration {

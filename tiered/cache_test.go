@@ -332,3 +332,38 @@ func TestCloseIsSafeTwiceAndAlongsideCalls(t *testing.T) {
 		t.Fatalf("Set after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestL1TTLAppliesToEveryEntry: loaded and written entries live L1TTL in L1
+// (not L2TTL capped at L1MaxTTL), while L2 keeps them for L2TTL.
+func TestL1TTLAppliesToEveryEntry(t *testing.T) {
+	n := newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
+		o.L1TTL = 300 * time.Millisecond
+		o.TTLJitter = -1
+		o.DisableInvalidation = true // no own-record evictions: expiry alone is under test
+	})
+	ctx := testContext(t)
+	if _, err := n.GetOrLoad(ctx, "loaded", constLoader("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Set(ctx, "written", "w"); err != nil {
+		t.Fatal(err)
+	}
+	gets := n.ops.get("GetItem")
+	for _, k := range []string{"loaded", "written"} { // fresh: from L1
+		if _, err := n.Get(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := n.ops.get("GetItem") - gets; got != 0 {
+		t.Fatalf("%d GetItem calls for fresh entries", got)
+	}
+	time.Sleep(400 * time.Millisecond) // past L1TTL: the expiry itself is under test
+	for _, k := range []string{"loaded", "written"} { // expired in L1, live in L2
+		if _, err := n.Get(ctx, k); err != nil {
+			t.Fatalf("Get(%s) after L1 expiry: %v", k, err)
+		}
+	}
+	if got := n.ops.get("GetItem") - gets; got != 2 {
+		t.Fatalf("%d GetItem calls after L1TTL passed, want 2: entries outlived L1TTL", got)
+	}
+}

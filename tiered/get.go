@@ -175,19 +175,15 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], fence
 		}
 	}
 	c.stats.loads.Add(1)
-	v, ttl, err := callLoader(ctx, key, loader)
+	v, chosen, err := callLoader(ctx, key, loader)
 	if capped {
 		<-c.outage
 	}
 	e := &entry[V]{value: v}
 	switch {
 	case err == nil:
-		if ttl <= 0 {
-			ttl = c.o.L2TTL
-		}
 	case errors.Is(err, ErrNotFound) && c.o.NegativeTTL > 0:
 		e = &entry[V]{notFound: true}
-		ttl = c.o.NegativeTTL
 	default:
 		c.stats.loadErrors.Add(1)
 		if errors.Is(err, ErrLoaderPanic) {
@@ -204,6 +200,7 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], fence
 			return nil, &EncodeError{Err: err}
 		}
 	}
+	ttl, l1Want := c.ttls(chosen, e.notFound)
 	ver, err := l2Call(c, func() (int64, error) {
 		return c.l2.Fill(ctx, key, enc, e.notFound, ttl, lease, seen...)
 	})
@@ -212,9 +209,13 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], fence
 		e.version = ver
 	case errors.Is(err, l2.ErrConflict), errors.Is(err, l2.ErrLeaseLost):
 		// A write or delete of key landed while we loaded: what we loaded may
-		// be older than the table. The callers get it (it is what the source
-		// said when they asked) but no tier keeps it.
+		// be older than the table, and no tier keeps it. The callers get the
+		// newer entry the table holds, if there is one (some may have joined
+		// after that write was acknowledged), else what the source said.
 		c.stats.staleFillsDropped.Add(1)
+		if cur, ok := c.newer(err); ok {
+			return cur, nil
+		}
 		return e, nil
 	case errors.Is(err, l2.ErrValueTooLarge):
 		c.stats.l2TooLarge.Add(1) // serve and keep in L1 only
@@ -222,7 +223,7 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], fence
 		// L2 could not be written: keep the value in L1 only. The fence still
 		// guards it against invalidations that arrive meanwhile.
 	}
-	c.fillL1(key, fence, e, int64(len(enc)), ttl, time.Now().Add(ttl))
+	c.fillL1(key, fence, e, int64(len(enc)), l1Want, time.Now().Add(ttl))
 	return e, nil
 }
 
@@ -242,7 +243,8 @@ func (c *Cache[V]) fromItem(item l2.Item) (*entry[V], bool) {
 
 // fillL1 stores e unless key was written or invalidated since fence was taken,
 // then waits for Ristretto to apply it so that callers arriving after this
-// flight see it instead of starting another. size is the encoded value's size.
+// flight see it instead of starting another. size is the encoded value's size;
+// ttl the L1 lifetime wanted (0: L1TTL), exp when the L2 item expires.
 func (c *Cache[V]) fillL1(key string, fence l1.Fence, e *entry[V], size int64, ttl time.Duration, exp time.Time) {
 	l1ttl := c.l1TTL(ttl, exp)
 	c.stamp(e, l1ttl)

@@ -488,18 +488,17 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 		}
 		return
 	}
-	if ttl <= 0 {
-		ttl = c.o.L2TTL
-	}
-
 	type fill struct {
 		pending
-		e   *entry[V]
-		enc []byte
-		ttl time.Duration
-		ver int64
-		err error // from L2
+		e      *entry[V]
+		enc    []byte
+		ttl    time.Duration // in L2
+		l1Want time.Duration // in L1 (0: L1TTL)
+		ver    int64
+		err    error // from L2
 	}
+	valTTL, valL1 := c.ttls(ttl, false)
+	negTTL, negL1 := c.ttls(0, true)
 	fills := make([]fill, 0, len(load))
 	failed := false
 	for _, p := range load {
@@ -516,9 +515,9 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 				b.calls[p.i].err = &EncodeError{Err: err}
 				continue
 			}
-			fills = append(fills, fill{pending: p, e: &entry[V]{value: v}, enc: enc, ttl: ttl})
+			fills = append(fills, fill{pending: p, e: &entry[V]{value: v}, enc: enc, ttl: valTTL, l1Want: valL1})
 		case c.o.NegativeTTL > 0:
-			fills = append(fills, fill{pending: p, e: &entry[V]{notFound: true}, ttl: c.o.NegativeTTL})
+			fills = append(fills, fill{pending: p, e: &entry[V]{notFound: true}, ttl: negTTL, l1Want: negL1})
 		default: // not found, not cached
 			b.calls[p.i].e = &entry[V]{notFound: true}
 		}
@@ -555,14 +554,18 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 		case f.err == nil:
 			f.e.version = f.ver
 		case errors.Is(f.err, l2.ErrConflict):
-			// The key changed in the table while we loaded: the callers get
-			// what the source said, no tier keeps it.
+			// The key changed in the table while we loaded: no tier keeps
+			// the load; the callers get the newer entry if the table has
+			// one, else what the source said.
 			c.stats.staleFillsDropped.Add(1)
+			if cur, ok := c.newer(f.err); ok {
+				b.calls[f.i].e = cur
+			}
 			continue
 		case errors.Is(f.err, l2.ErrValueTooLarge):
 			c.stats.l2TooLarge.Add(1)
 		}
-		c.fillL1(k, fences[f.i], f.e, int64(len(f.enc)), f.ttl, time.Now().Add(f.ttl))
+		c.fillL1(k, fences[f.i], f.e, int64(len(f.enc)), f.l1Want, time.Now().Add(f.ttl))
 	}
 }
 

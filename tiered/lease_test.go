@@ -109,3 +109,36 @@ func TestStaleSetRaceLeavesNoStaleEntry(t *testing.T) {
 		t.Fatalf("StaleFillsDropped = %d, want 1", st.StaleFillsDropped)
 	}
 }
+
+// TestFillRacingSetServesTheNewerValue: a fill whose load began before
+// another node's Set loses in L2; its callers (some of whom may have joined
+// after the Set was acknowledged) get the value the Set wrote, not the older
+// load, and no tier keeps the load.
+func TestFillRacingSetServesTheNewerValue(t *testing.T) {
+	nodes := newCluster(t, 2, nil)
+	a, b := nodes[0], nodes[1]
+	ctx := testContext(t)
+	loaded, proceed := make(chan struct{}), make(chan struct{})
+	slow := func(context.Context, string) (string, error) {
+		close(loaded)
+		<-proceed
+		return "old", nil
+	}
+	done := make(chan string, 1)
+	go func() { v, _ := a.GetOrLoad(ctx, "k", slow); done <- v }()
+	<-loaded
+	if err := b.Set(ctx, "k", "new"); err != nil {
+		t.Fatal(err)
+	}
+	close(proceed)
+	if v := <-done; v != "new" {
+		t.Fatalf("the racing fill's caller got %q, want the newer %q", v, "new")
+	}
+	if item, err := l2Table(t, a.tableName).Get(ctx, "k"); err != nil || string(item.Value) != "new" {
+		t.Fatalf("L2 holds %q, %v; want new", item.Value, err)
+	}
+	a.awaitValue(t, "k", "new")
+	if st := a.Stats(); st.StaleFillsDropped != 1 {
+		t.Fatalf("StaleFillsDropped = %d, want 1", st.StaleFillsDropped)
+	}
+}

@@ -61,16 +61,12 @@ func (c *Cache[V]) refresh(key string, old *entry[V], loader Loader[V]) (res any
 	}
 
 	c.stats.loads.Add(1)
-	v, ttl, err := callLoader(ctx, key, loader)
+	v, chosen, err := callLoader(ctx, key, loader)
 	e := &entry[V]{value: v}
 	switch {
 	case err == nil:
-		if ttl <= 0 {
-			ttl = c.o.L2TTL
-		}
 	case errors.Is(err, ErrNotFound) && c.o.NegativeTTL > 0:
 		e = &entry[V]{notFound: true}
-		ttl = c.o.NegativeTTL
 	default:
 		c.stats.loadErrors.Add(1)
 		return nil, err
@@ -81,6 +77,7 @@ func (c *Cache[V]) refresh(key string, old *entry[V], loader Loader[V]) (res any
 			return nil, &EncodeError{Err: err}
 		}
 	}
+	ttl, l1Want := c.ttls(chosen, e.notFound)
 	ver, err := l2Call(c, func() (int64, error) {
 		return c.l2.Refresh(ctx, key, enc, e.notFound, ttl, old.version)
 	})
@@ -90,14 +87,18 @@ func (c *Cache[V]) refresh(key string, old *entry[V], loader Loader[V]) (res any
 	case errors.Is(err, l2.ErrConflict):
 		// The key changed in the table while we reloaded: what we loaded may
 		// be older. Store nothing; the change's own stream record (or the
-		// write on this node) has already dealt with L1.
+		// write on this node) has already dealt with L1. Callers joined to
+		// this refresh get the newer entry, if the table has one.
 		c.stats.staleFillsDropped.Add(1)
+		if cur, ok := c.newer(err); ok {
+			return cur, nil
+		}
 		return e, nil
 	case errors.Is(err, l2.ErrValueTooLarge):
 		c.stats.l2TooLarge.Add(1)
 	default:
 		// L2 unavailable: keep the reload in this L1 only, fenced as usual.
 	}
-	c.fillL1(key, fence, e, int64(len(enc)), ttl, time.Now().Add(ttl))
+	c.fillL1(key, fence, e, int64(len(enc)), l1Want, time.Now().Add(ttl))
 	return e, nil
 }

@@ -28,12 +28,10 @@ func (c *Cache[V]) SetWithTTL(ctx context.Context, key string, value V, ttl time
 	if err != nil {
 		return &EncodeError{Err: err}
 	}
-	if ttl <= 0 {
-		ttl = c.o.L2TTL
-	}
+	l2TTL, l1Want := c.ttls(ttl, false)
 	fence := c.l1.BeginFill(key)
 	c.stats.writes.Add(1)
-	ver, err := l2Call(c, func() (int64, error) { return c.l2.Put(ctx, key, enc, ttl) })
+	ver, err := l2Call(c, func() (int64, error) { return c.l2.Put(ctx, key, enc, l2TTL) })
 	if err != nil {
 		c.l1.Invalidate(key)
 		c.stats.writeErrors.Add(1)
@@ -43,7 +41,7 @@ func (c *Cache[V]) SetWithTTL(ctx context.Context, key string, value V, ttl time
 		return &L2Error{Op: "Set", Err: err}
 	}
 	e := &entry[V]{value: value, version: ver}
-	l1ttl := c.l1TTL(ttl, time.Now().Add(ttl))
+	l1ttl := c.l1TTL(l1Want, time.Now().Add(l2TTL))
 	c.stamp(e, l1ttl)
 	// If another write of key reached us (through the stream) while ours was
 	// in flight, we cannot tell which is newer: drop the key instead.
