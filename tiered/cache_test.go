@@ -357,7 +357,7 @@ func TestL1TTLAppliesToEveryEntry(t *testing.T) {
 	if got := n.ops.get("GetItem") - gets; got != 0 {
 		t.Fatalf("%d GetItem calls for fresh entries", got)
 	}
-	time.Sleep(400 * time.Millisecond) // past L1TTL: the expiry itself is under test
+	time.Sleep(400 * time.Millisecond)                // past L1TTL: the expiry itself is under test
 	for _, k := range []string{"loaded", "written"} { // expired in L1, live in L2
 		if _, err := n.Get(ctx, k); err != nil {
 			t.Fatalf("Get(%s) after L1 expiry: %v", k, err)
