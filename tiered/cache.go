@@ -106,7 +106,8 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 	if o.ReplaceOnChange {
 		view = types.StreamViewTypeNewImage
 	}
-	table, err := l2.New(l2.Options{Client: ddb, Table: o.Table, Namespace: o.Namespace, StreamView: view})
+	table, err := l2.New(l2.Options{Client: ddb, Table: o.Table, Namespace: o.Namespace, StreamView: view,
+		ConsistentRead: !o.EventuallyConsistentReads})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}

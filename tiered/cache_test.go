@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/smithy-go/middleware"
+
 	"github.com/tieredcache/tieredcache/internal/dynamolocal"
 	"github.com/tieredcache/tieredcache/l2"
 	"github.com/tieredcache/tieredcache/tiered"
@@ -365,5 +369,68 @@ func TestL1TTLAppliesToEveryEntry(t *testing.T) {
 	}
 	if got := n.ops.get("GetItem") - gets; got != 2 {
 		t.Fatalf("%d GetItem calls after L1TTL passed, want 2: entries outlived L1TTL", got)
+	}
+}
+
+// consistencyRecorder records the ConsistentRead flag of every read request.
+type consistencyRecorder struct {
+	mu    sync.Mutex
+	flags []bool
+}
+
+func (r *consistencyRecorder) add(stack *middleware.Stack) error {
+	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("tieredtest.consistency",
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			var flag *bool
+			switch p := in.Parameters.(type) {
+			case *dynamodb.GetItemInput:
+				flag = p.ConsistentRead
+			case *dynamodb.BatchGetItemInput:
+				for _, ka := range p.RequestItems {
+					flag = ka.ConsistentRead
+				}
+			default:
+				return next.HandleInitialize(ctx, in)
+			}
+			r.mu.Lock()
+			r.flags = append(r.flags, aws.ToBool(flag))
+			r.mu.Unlock()
+			return next.HandleInitialize(ctx, in)
+		}), middleware.Before)
+}
+
+// TestL2ReadsAreConsistent: the read that refills L1 after an invalidation
+// must see the write behind it (an eventually consistent read may not, and
+// its older value would then sit in L1 with no record left to evict it), so
+// every L2 read is strongly consistent unless the user opts out.
+func TestL2ReadsAreConsistent(t *testing.T) {
+	for _, eventual := range []bool{false, true} {
+		t.Run(fmt.Sprint("EventuallyConsistentReads=", eventual), func(t *testing.T) {
+			cfg := awsConfig(t)
+			rec := &consistencyRecorder{}
+			n := newNodeAt(t, cfg, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
+				o.DynamoDB = l2.NewClient(cfg, func(o *dynamodb.Options) { o.APIOptions = append(o.APIOptions, rec.add) })
+				o.EventuallyConsistentReads = eventual
+			})
+			ctx := testContext(t)
+			if _, err := n.GetOrLoad(ctx, "a", constLoader("v")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := n.GetMany(ctx, []string{"b", "c"}, func(_ context.Context, keys []string) (map[string]string, error) {
+				return map[string]string{"b": "v", "c": "v"}, nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if len(rec.flags) < 2 {
+				t.Fatalf("%d reads recorded, want GetItem and BatchGetItem", len(rec.flags))
+			}
+			for i, f := range rec.flags {
+				if f == eventual {
+					t.Fatalf("read %d: ConsistentRead=%v with EventuallyConsistentReads=%v", i, f, eventual)
+				}
+			}
+		})
 	}
 }

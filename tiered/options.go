@@ -56,6 +56,14 @@ type Options[V any] struct {
 	// string, JSONCodec otherwise.
 	Codec Codec[V]
 
+	// EventuallyConsistentReads makes L2 reads eventually consistent (half
+	// the read cost). Off by default, and off is what the guarantees assume:
+	// the read that refills L1 after an invalidation must see the write that
+	// caused it, or the older value it returns stays in L1 until L1TTL (no
+	// stream record is left to evict it). Turn it on only if that is
+	// acceptable. (DynamoDB Local's reads are consistent either way.)
+	EventuallyConsistentReads bool
+
 	// L1MaxBytes is the L1 budget: key + encoded value size + a fixed
 	// per-item overhead, summed. Default DefaultL1MaxBytes.
 	L1MaxBytes int64
