@@ -44,7 +44,7 @@ func (t *Table) Get(ctx context.Context, key string) (Item, error) {
 	}
 	if !r.live(t.o.Now()) {
 		if r.tomb || !(r.hasValue || r.NotFound) {
-			return Item{Key: r.Key, Version: r.Version}, ErrNotFound
+			return Item{Key: r.Key, Version: r.Version, Leased: r.leaseHeld(t.o.Now())}, ErrNotFound
 		}
 		it := r.Item // expired, not yet swept: its last entry, for stale-if-error
 		it.Expired = true

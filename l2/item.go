@@ -24,6 +24,10 @@ type Item struct {
 	ExpiresAt time.Time
 	// NotFound marks a negative entry: the loader said the key does not exist.
 	NotFound bool
+	// Leased is set on the Item Get returns with ErrNotFound when a live fill
+	// lease holds the key (someone is loading it), and by ItemFromStreamImage
+	// on a lease placeholder (lease taken; the entry and version unchanged).
+	Leased bool
 	// Expired is set only on the Item Get returns with ErrNotFound for an
 	// entry past ExpiresAt that the TTL sweeper has not deleted yet.
 	Expired bool
@@ -232,7 +236,9 @@ func ItemFromStreamImage(img map[string]streamtypes.AttributeValue) (Item, error
 	if err != nil {
 		return Item{}, err
 	}
-	return r.Item, nil
+	it := r.Item
+	it.Leased = r.lease != "" && r.Vacant
+	return it, nil
 }
 
 func typeOf(v any) string { return fmt.Sprintf("%T", v) }

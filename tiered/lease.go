@@ -61,12 +61,16 @@ func (c *Cache[V]) acquireOrWait(ctx context.Context, key string, fence l1.Fence
 			if !errors.Is(err, l2.ErrNotFound) {
 				return "", nil, l2Down(err)
 			}
+			if !item.Leased {
+				break // released (its load failed) or expired: try to take it
+			}
 		}
 		if !time.Now().Before(deadline) {
 			c.stats.leaseTimeouts.Add(1)
 			return "", nil, false
 		}
-		// The holder's lease expired without a fill: try to take it over.
+		// The holder released its lease or let it expire without a fill:
+		// try to take it over.
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tieredcache/tieredcache/l2"
 	"github.com/tieredcache/tieredcache/tiered"
@@ -140,5 +141,47 @@ func TestFillRacingSetServesTheNewerValue(t *testing.T) {
 	a.awaitValue(t, "k", "new")
 	if st := a.Stats(); st.StaleFillsDropped != 1 {
 		t.Fatalf("StaleFillsDropped = %d, want 1", st.StaleFillsDropped)
+	}
+}
+
+// TestReleasedLeaseWakesWaiters: when the lease holder's load fails it
+// releases the lease, and nodes waiting on it load at once instead of
+// waiting for the lease to expire.
+func TestReleasedLeaseWakesWaiters(t *testing.T) {
+	nodes := newCluster(t, 2, func(o *tiered.Options[string]) {
+		o.LeaseTTL = time.Minute // far longer than the test may take
+		o.LeaseWait = time.Minute
+	})
+	a, b := nodes[0], nodes[1]
+	ctx := testContext(t)
+	fail := make(chan struct{})
+	failing := func(context.Context, string) (string, error) {
+		<-fail
+		return "", errors.New("source hiccup")
+	}
+	aDone := make(chan error, 1)
+	go func() { _, err := a.GetOrLoad(ctx, "k", failing); aDone <- err }()
+	waitFor(t, 30*time.Second, "node a to hold the lease", func() bool { return a.Stats().LeasesAcquired == 1 })
+
+	bDone := make(chan error, 1)
+	short, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	go func() {
+		v, err := b.GetOrLoad(short, "k", constLoader("v"))
+		if err == nil && v != "v" {
+			err = fmt.Errorf("got %q", v)
+		}
+		bDone <- err
+	}()
+	waitFor(t, 30*time.Second, "node b to wait on the lease", func() bool { return b.Stats().LeaseWaits > 0 })
+	close(fail)
+	if err := <-aDone; err == nil {
+		t.Fatal("the holder's failing load returned no error")
+	}
+	if err := <-bDone; err != nil {
+		t.Fatalf("waiter after the holder released its lease: %v (it waited for the lease to expire?)", err)
+	}
+	if st := b.Stats(); st.LeasesAcquired != 1 || st.LeaseTimeouts != 0 {
+		t.Fatalf("waiter took %d leases, %d timeouts; want it to take the released lease", st.LeasesAcquired, st.LeaseTimeouts)
 	}
 }
