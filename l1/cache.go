@@ -96,6 +96,23 @@ func (c *Cache[V]) Get(key string) (V, bool) {
 	return v, ok
 }
 
+// Peek is Get without counting a hit or a miss in Stats: for a caller's own
+// bookkeeping reads (a re-check before a fill, a version comparison), so that
+// the hit ratio counts only lookups made for a reader.
+func (c *Cache[V]) Peek(key string) (V, bool) {
+	r := &c.readers[readerIndex()&c.readerMask]
+	r.enters.Add(1)
+	r.peeks.Add(1)
+	if c.closed.Load() {
+		r.exits.Add(1)
+		var zero V
+		return zero, false
+	}
+	v, ok := c.rc.Get(key)
+	r.exits.Add(1)
+	return v, ok
+}
+
 // Wait blocks until every store Ristretto has buffered is applied. The
 // write methods already return only once their own value is visible to Get
 // (or known refused), so callers need Wait only to settle Ristretto's

@@ -149,7 +149,8 @@ func (c *Cache[V]) SetFenced(key string, f Fence, v V, size int64, ttl time.Dura
 
 // Replace is the NEW_IMAGE update: if key has a live entry old and newer(old)
 // is true, it stores v as Set does and returns whether v is stored. If the
-// entry is newer than v (newer false) it changes nothing and returns false.
+// entry is newer than v (newer false) it keeps it and returns false; the
+// key's fence moves in both cases.
 // If key has no live entry it stores nothing (Replace never populates) but
 // still bumps the key's fence, as Invalidate would: a fill in flight may
 // carry a value older than the change being applied.
@@ -167,11 +168,25 @@ func (c *Cache[V]) Replace(key string, v V, size int64, ttl time.Duration, newer
 		s.gen.Add(1)
 		return false
 	}
+	// Either way the fence moves: a fill in flight may carry a value older
+	// than the entry kept, as well as than v.
+	s.gen.Add(1)
 	if !newer(old) {
 		return false
 	}
-	s.gen.Add(1)
 	return c.store(key, v, size, ttl)
+}
+
+// Bump moves key's fence without touching its entry: fills that began
+// earlier fail. For a change known to be no newer than the entry L1 holds
+// (so the entry stays), while fills in flight may still be older than it.
+func (c *Cache[V]) Bump(key string) {
+	_, s, ok := c.lock(key)
+	if !ok {
+		return
+	}
+	s.gen.Add(1)
+	s.mu.Unlock()
 }
 
 // Invalidate removes key's entry, if any, and bumps its fence so that fills

@@ -120,11 +120,16 @@ func TestReplace(t *testing.T) {
 	mustMiss(t, c, "k")
 
 	c.Set("k", &ver{2}, 8, 0)
+	older := c.BeginFill("k")
 	if c.Replace("k", &ver{1}, 8, 0, newerThan(1)) {
 		t.Fatal("Replace with an older version: stored")
 	}
 	if v, _ := c.Get("k"); v == nil || v.n != 2 {
 		t.Fatalf("after an older Replace: %v, want version 2", v)
+	}
+	// The entry stays, but a fill that began before may be older still.
+	if c.Fill("k", older, &ver{0}, 8, 0) {
+		t.Fatal("Fill with a fence older than a kept Replace: stored")
 	}
 	f := c.BeginFill("k")
 	if !c.Replace("k", &ver{3}, 8, 0, newerThan(3)) {
@@ -157,5 +162,21 @@ func otherStripe[V any](c *Cache[V], key string) string {
 		if i, _ := c.stripeOf(k); i != want {
 			return k
 		}
+	}
+}
+
+func TestBumpFencesWithoutDropping(t *testing.T) {
+	c := newTest[string](t, Options{})
+	c.Set("k", "v2", 2, 0)
+	f := c.BeginFill("k")
+	c.Bump("k")
+	if v, ok := c.Get("k"); !ok || v != "v2" {
+		t.Fatalf("after Bump: %q, %v; want the entry kept", v, ok)
+	}
+	if c.Fill("k", f, "v1", 2, 0) {
+		t.Fatal("Fill with a fence older than Bump: stored")
+	}
+	if v, _ := c.Get("k"); v != "v2" {
+		t.Fatalf("after the fenced Fill: %q", v)
 	}
 }

@@ -29,7 +29,8 @@ type readerStripe struct {
 	enters atomic.Uint64
 	exits  atomic.Uint64
 	misses atomic.Uint64
-	_      [readerStripeSize - 3*8]byte
+	peeks  atomic.Uint64 // Peeks: inside like Gets, counted as neither hit nor miss
+	_      [readerStripeSize - 4*8]byte
 }
 
 // newReaderStripes returns a power-of-two number of stripes, at least
@@ -90,10 +91,11 @@ func waitReaders(stripes []readerStripe) {
 func readerTotals(stripes []readerStripe) (hits, misses uint64) {
 	for i := range stripes {
 		m := stripes[i].misses.Load()
+		p := stripes[i].peeks.Load()
 		x := stripes[i].exits.Load()
 		misses += m
-		if x > m {
-			hits += x - m
+		if x > m+p {
+			hits += x - m - p
 		}
 	}
 	return hits, misses

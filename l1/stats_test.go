@@ -147,3 +147,23 @@ func TestItemOverhead(t *testing.T) {
 	}
 	runtime.KeepAlive(keys)
 }
+
+func TestPeekIsNotCounted(t *testing.T) {
+	c := newTest[string](t, Options{})
+	c.Set("k", "v", 1, 0)
+	before := c.Stats()
+	if v, ok := c.Peek("k"); !ok || v != "v" {
+		t.Fatalf("Peek = %q, %v", v, ok)
+	}
+	if _, ok := c.Peek("absent"); ok {
+		t.Fatal("Peek of an absent key found something")
+	}
+	after := c.Stats()
+	if after.Hits != before.Hits || after.Misses != before.Misses {
+		t.Fatalf("Peek counted: hits %d -> %d, misses %d -> %d", before.Hits, after.Hits, before.Misses, after.Misses)
+	}
+	c.Get("k")
+	if got := c.Stats().Hits; got != before.Hits+1 {
+		t.Fatalf("Get after Peeks: hits %d, want %d", got, before.Hits+1)
+	}
+}

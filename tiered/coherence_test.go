@@ -89,7 +89,15 @@ func TestReplaceOnChangeKeepsOwnWrites(t *testing.T) {
 	nodes := newCluster(t, 2, func(o *tiered.Options[string]) { o.ReplaceOnChange = true })
 	a, b := nodes[0], nodes[1]
 	ctx := testContext(t)
-	if _, err := a.GetOrLoad(ctx, "filled", constLoader("v")); err != nil {
+	records := func() int64 { return a.Stats().Stream.Records }
+	before := records()
+	// A loader slower than the stream: the record of this node's own lease
+	// arrives while the fill is still in flight, and must not fence it.
+	slow := func(context.Context, string) (string, error) {
+		waitFor(t, 30*time.Second, "the lease's own stream record", func() bool { return records() > before })
+		return "v", nil
+	}
+	if _, err := a.GetOrLoad(ctx, "filled", slow); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Set(ctx, "written", "w"); err != nil {

@@ -48,7 +48,11 @@ func (c *Cache[V]) servable(e *entry[V]) bool {
 	if !c.degraded.Load() {
 		return true
 	}
-	return time.Now().UnixNano()-e.stored < int64(c.o.StalenessBound/2)
+	if time.Now().UnixNano()-e.stored < int64(c.o.StalenessBound/2) {
+		return true
+	}
+	c.stats.degradedBypasses.Add(1) // degraded: off the healthy hit path
+	return false
 }
 
 func (e *entry[V]) result() (V, error) {
@@ -113,7 +117,7 @@ func (c *Cache[V]) flight(callerCtx context.Context, key string, loader Loader[V
 	fence := c.l1.BeginFill(key)
 	// A flight that ended just before this one began may have filled L1.
 	var stale *entry[V] // the last value known, for StaleIfError
-	if e, ok := c.l1.Get(key); ok {
+	if e, ok := c.l1.Peek(key); ok {
 		if c.servable(e) {
 			return e, nil
 		}

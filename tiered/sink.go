@@ -43,10 +43,17 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 	if err != nil {
 		return false
 	}
-	// An image no newer than the entry L1 holds changes nothing: this node's
-	// own write or fill coming back, or a lease placeholder (taking a lease
-	// does not move the version) laid over the entry's version.
-	if old, ok := c.l1.Get(key); ok && old.version >= item.Version {
+	// A lease taken changes no entry (it lands only on a vacant item, and
+	// keeps the version): nothing to do, and fills in flight here (which
+	// wait for that lease's fill) must not lose.
+	if item.Leased {
+		return true
+	}
+	// An image no newer than the entry L1 holds changes nothing (this node's
+	// own write or fill coming back): keep the entry, but move the fence, as
+	// a fill still in flight may be older than it.
+	if old, ok := c.l1.Peek(key); ok && old.version >= item.Version {
+		c.l1.Bump(key)
 		return true
 	}
 	if !item.ExpiresAt.IsZero() && !item.ExpiresAt.After(time.Now()) {
@@ -70,7 +77,7 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 	}
 	// Not replaced: L1 holds nothing (invalidate, so that fills in flight
 	// lose), or an entry that became as new meanwhile (keep it).
-	if old, ok := c.l1.Get(key); ok && old.version >= item.Version {
+	if old, ok := c.l1.Peek(key); ok && old.version >= item.Version {
 		return true
 	}
 	return false

@@ -48,6 +48,7 @@ type Stats struct {
 	Flushes          uint64 // whole-L1 flushes (lost track of the stream)
 	Degraded         bool   // the stream consumer is unhealthy: only young L1 entries are served
 	DegradedEpisodes uint64 // times the cache entered degraded mode
+	DegradedBypasses uint64 // L1 entries found but not served (older than T/2 in degraded mode); also in L1.Hits
 	// Record age at invalidation: now minus the record's
 	// ApproximateCreationDateTime. Coarse: AWS rounds that time down to the
 	// second and DynamoDB Local to the minute, so these overstate the lag (by
@@ -65,6 +66,7 @@ type counters struct {
 	leasesAcquired, leaseWaits, leaseTimeouts, staleFillsDropped atomic.Uint64
 	l2TooLarge, breakerOpens                                     atomic.Uint64
 	refreshes, refreshesFromL2, refreshErrors, staleServed       atomic.Uint64
+	degradedBypasses                                             atomic.Uint64
 	batchLoads, batchLoadKeys, loadsJoined                       atomic.Uint64
 	invalidations, replacements, flushes, degradedEpisodes       atomic.Uint64
 
@@ -119,6 +121,7 @@ func (c *Cache[V]) Stats() Stats {
 		Flushes:           s.flushes.Load(),
 		Degraded:          c.degraded.Load(),
 		DegradedEpisodes:  s.degradedEpisodes.Load(),
+		DegradedBypasses:  s.degradedBypasses.Load(),
 	}
 	s.lagMu.Lock()
 	st.LagLast, st.LagMax = s.lagLast, s.lagMax
