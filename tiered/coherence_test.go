@@ -142,9 +142,22 @@ func TestConsumerRestartKeepsCoherence(t *testing.T) {
 func TestStreamDisabledFlushesAndRecovers(t *testing.T) {
 	nodes := newCluster(t, 3, func(o *tiered.Options[string]) { o.StalenessBound = time.Second })
 	ctx := testContext(t)
-	for _, n := range nodes {
-		if _, err := n.GetOrLoad(ctx, "k", constLoader("v0")); err != nil {
-			t.Fatal(err)
+	if _, err := nodes[0].GetOrLoad(ctx, "k", constLoader("v0")); err != nil {
+		t.Fatal(err)
+	}
+	// Once every node has seen a later write, the records of that fill have
+	// come and gone; then each node reads k into its L1 and must hold it.
+	if err := nodes[0].Set(ctx, "marker", "m"); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range nodes {
+		n.awaitEvent(t, "marker")
+		if v, err := n.Get(ctx, "k"); err != nil || v != "v0" {
+			t.Fatalf("node %d warm-up Get = %q, %v", i, v, err)
+		}
+		gets := n.ops.get("GetItem")
+		if _, err := n.Get(ctx, "k"); err != nil || n.ops.get("GetItem") != gets {
+			t.Fatalf("node %d does not hold k in L1 (%v)", i, err)
 		}
 	}
 	tbl := l2Table(t, nodes[0].tableName)
@@ -173,14 +186,18 @@ func TestStreamDisabledFlushesAndRecovers(t *testing.T) {
 			t.Fatalf("node %d serves %q, %v more than T after v1 was acknowledged, with the stream gone", i, v, err)
 		}
 	}
+	flushed := make([]uint64, len(nodes))
+	for i, n := range nodes {
+		flushed[i] = n.Stats().Flushes
+	}
 	if err := tbl.EnableStream(ctx, types.StreamViewTypeKeysOnly); err != nil {
 		t.Fatalf("EnableStream: %v", err)
 	}
-	for _, n := range nodes {
-		n := n
-		waitFor(t, 60*time.Second, "recovery after the stream came back", func() bool {
+	for i, n := range nodes {
+		i, n := i, n
+		waitFor(t, 60*time.Second, "recovery (trusted again, after one more flush) once the stream came back", func() bool {
 			st := n.Stats()
-			return !st.Degraded && st.Flushes > 0
+			return !st.Degraded && st.Flushes > flushed[i]
 		})
 	}
 	// And invalidation works again on the new stream.
