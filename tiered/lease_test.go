@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tieredcache/tieredcache/internal/ddbfault"
+	"github.com/tieredcache/tieredcache/internal/dynamolocal"
 	"github.com/tieredcache/tieredcache/l2"
 	"github.com/tieredcache/tieredcache/tiered"
 )
@@ -183,5 +185,44 @@ func TestReleasedLeaseWakesWaiters(t *testing.T) {
 	}
 	if st := b.Stats(); st.LeasesAcquired != 1 || st.LeaseTimeouts != 0 {
 		t.Fatalf("waiter took %d leases, %d timeouts; want it to take the released lease", st.LeasesAcquired, st.LeaseTimeouts)
+	}
+}
+
+// TestFillFencedInL1WhenL2CannotTell: a fill whose L2 write fails (so L2
+// cannot refuse it) keeps its value in L1 only, and the L1 fence alone must
+// stop it from landing after a Delete that began after the load did.
+func TestFillFencedInL1WhenL2CannotTell(t *testing.T) {
+	cfg := awsConfig(t)
+	inj := ddbfault.New()
+	n := newNodeAt(t, cfg, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
+		o.DynamoDB = l2.NewClient(cfg, inj.Options)
+		o.DisableLeases = true // no lease write: the fill is the only UpdateItem after the Delete
+	})
+	ctx := testContext(t)
+	loaded, proceed := make(chan struct{}), make(chan struct{})
+	stale := func(context.Context, string) (string, error) {
+		close(loaded)
+		<-proceed
+		return "old", nil
+	}
+	done := make(chan string, 1)
+	go func() { v, _ := n.GetOrLoad(ctx, "k", stale); done <- v }()
+	<-loaded
+	if err := n.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	inj.Add(ddbfault.Rule{Op: "UpdateItem", Err: errors.New("injected: fill write lost"), Times: l2.ClientMaxAttempts})
+	close(proceed)
+	if v := <-done; v != "old" {
+		t.Fatalf("the racing caller got %q", v)
+	}
+	if inj.Injected() == 0 {
+		t.Fatal("the fill's L2 write was not the one failed: the test did not exercise the L1 fence")
+	}
+	if v, err := n.Get(ctx, "k"); !errors.Is(err, tiered.ErrNotFound) {
+		t.Fatalf("after Delete, L1 serves the stale fill %q (%v)", v, err)
+	}
+	if st := n.Stats(); st.L1.SetsFenced == 0 {
+		t.Fatalf("no fenced L1 set counted: %+v", st.L1)
 	}
 }
