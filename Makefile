@@ -21,7 +21,7 @@ vet:
 # times in a row: they are ordered by hooks, so every run must pass.
 test: deps vet
 	$(GO) test -race -count=1 -timeout 30m ./...
-	$(GO) test -race -count=100 -timeout 10m -run 'TestStaleSetRaceLeavesNoStaleEntry|TestFillRacingDeleteNeverResurrects' ./tiered/
+	$(GO) test -race -count=100 -timeout 10m -run 'TestStaleSetRaceLeavesNoStaleEntry|TestFillRacingDeleteNeverResurrects|TestFillFencedInL1WhenL2CannotTell|TestFillRacingSetServesTheNewerValue' ./tiered/
 
 demo: deps
 	$(GO) run ./cmd/demo $(DEMO_ARGS)

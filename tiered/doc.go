@@ -8,10 +8,12 @@
 //
 // Guarantees, exactly:
 //
-//   - Collapsing: at most one L2 read and one loader call per key per process
-//     at a time, whatever the number of concurrent callers. With leases on
-//     (the default), at most one loader call per key across all processes
-//     while the lease holder is alive.
+//   - Collapsing: at most one loader call per key per process at a time,
+//     whatever the number of concurrent callers of GetOrLoad, GetMany and
+//     refresh-ahead; one L2 read per key per process for concurrent
+//     GetOrLoads (concurrent Gets share another). With leases on (the
+//     default), at most one loader call per key across all processes while
+//     the lease holder is alive.
 //   - Read-your-writes: after Set or Delete returns nil on a node, Get on that
 //     node returns the new value (or ErrNotFound).
 //   - Staleness bound: while the stream consumer is healthy, no node serves a
