@@ -50,19 +50,11 @@ func isBadInput(err error) bool {
 		errors.Is(err, l2.ErrKeyTooLong) || errors.Is(err, l2.ErrValueTooLarge)
 }
 
-// l2Call runs fn through the breaker, counting calls and failures. Calls the
-// breaker refuses (open, or half-open and busy) reach no DynamoDB and are
-// counted in neither.
+// l2Call runs fn through the breaker. The requests fn makes are counted by
+// l2 itself (every page and retry of a BatchGet too); calls the breaker
+// refuses reach no DynamoDB and are counted nowhere.
 func l2Call[V, T any](c *Cache[V], fn func() (T, error)) (T, error) {
-	ran := false
-	r, err := c.breaker.Execute(func() (any, error) {
-		ran = true
-		c.stats.l2Calls.Add(1)
-		return fn()
-	})
-	if ran && err != nil && !isDefinite(err) {
-		c.stats.l2Errors.Add(1)
-	}
+	r, err := c.breaker.Execute(func() (any, error) { return fn() })
 	t, _ := r.(T)
 	return t, err
 }

@@ -398,7 +398,6 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 	var pe *l2.PartialError
 	switch {
 	case err == nil:
-		c.stats.l2Calls.Add(uint64((len(read) - 1) / l2.MaxBatchKeys)) // l2Call counted one
 	case errors.As(err, &pe):
 		unread = make(map[string]bool, len(pe.Keys))
 		for _, k := range pe.Keys {

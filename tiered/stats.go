@@ -15,8 +15,8 @@ type Stats struct {
 
 	L2Hits    uint64 // misses of L1 answered by L2
 	L2Misses  uint64 // L2 reads that found nothing (or an expired item)
-	L2Calls   uint64 // DynamoDB requests made, of every kind
-	L2Errors  uint64 // DynamoDB requests that failed (timeouts, throttling, outage)
+	L2Calls   uint64 // DynamoDB API calls on the data path (every BatchGetItem page and UnprocessedKeys retry; the SDK's own retries inside a call not; not table setup or the stream)
+	L2Errors  uint64 // those that failed (timeouts, throttling, outage; not failed conditions)
 	L2Corrupt uint64 // L2 items that could not be read or decoded (treated as misses)
 
 	Loads       uint64 // loader calls
@@ -61,7 +61,7 @@ type Stats struct {
 }
 
 type counters struct {
-	l2Hits, l2Misses, l2Calls, l2Errors, l2Corrupt               atomic.Uint64
+	l2Hits, l2Misses, l2Corrupt                                  atomic.Uint64
 	loads, loadErrors, loadPanics, writes, writeErrors           atomic.Uint64
 	leasesAcquired, leaseWaits, leaseTimeouts, staleFillsDropped atomic.Uint64
 	l2TooLarge, breakerOpens                                     atomic.Uint64
@@ -90,12 +90,13 @@ func (s *counters) observeLag(d time.Duration) {
 // Stats returns a snapshot. It is cheap enough to call every second.
 func (c *Cache[V]) Stats() Stats {
 	s := &c.stats
+	ls := c.l2.Stats()
 	st := Stats{
 		L1:                c.l1.Stats(),
 		L2Hits:            s.l2Hits.Load(),
 		L2Misses:          s.l2Misses.Load(),
-		L2Calls:           s.l2Calls.Load(),
-		L2Errors:          s.l2Errors.Load(),
+		L2Calls:           uint64(max(ls.Calls, 0)),
+		L2Errors:          uint64(max(ls.Errors, 0)),
 		L2Corrupt:         s.l2Corrupt.Load(),
 		Loads:             s.loads.Load(),
 		LoadErrors:        s.loadErrors.Load(),
