@@ -434,3 +434,30 @@ func TestL2ReadsAreConsistent(t *testing.T) {
 		})
 	}
 }
+
+// TestL1MaxTTLCapsEveryEntry: whatever TTL a loader chooses, no L1 entry
+// outlives L1MaxTTL, the last net when invalidation fails.
+func TestL1MaxTTLCapsEveryEntry(t *testing.T) {
+	n := newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
+		o.L1TTL = 200 * time.Millisecond
+		o.L1MaxTTL = 400 * time.Millisecond
+		o.TTLJitter = -1
+		o.DisableInvalidation = true // as if the stream were lost for good
+	})
+	ctx := testContext(t)
+	long := func(ctx context.Context, _ string) (string, error) {
+		tiered.SetTTL(ctx, time.Hour)
+		return "v", nil
+	}
+	if _, err := n.GetOrLoad(ctx, "k", long); err != nil {
+		t.Fatal(err)
+	}
+	gets := n.ops.get("GetItem")
+	time.Sleep(500 * time.Millisecond) // past L1MaxTTL: the cap itself is under test
+	if v, err := n.Get(ctx, "k"); err != nil || v != "v" {
+		t.Fatalf("Get = %q, %v", v, err)
+	}
+	if got := n.ops.get("GetItem") - gets; got != 1 {
+		t.Fatalf("%d GetItem calls after L1MaxTTL: an entry with a 1 h TTL outlived the hard cap", got)
+	}
+}
