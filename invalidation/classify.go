@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 	"github.com/aws/smithy-go"
 )
@@ -76,3 +77,93 @@ func (b *backoff) next() time.Duration {
 }
 
 func (b *backoff) reset() { b.n = 0 }
+
+// startClass is what Start does about an error.
+type startClass int
+
+const (
+	startRetry      startClass = iota // transient (throttling, 5xx, transport, timeouts): retry until ctx ends
+	startRedescribe                   // possibly transient, possibly not: describe again, a few times at most
+	startFatal                        // retrying cannot fix it: return at once
+)
+
+// startRedescribeLimit bounds the startRedescribe errors one Start accepts:
+// with the default MaxBackoff they span at least about 10 s, ample for
+// DescribeStream to catch up with a stream just created; an error that
+// persists longer (say, a Streams client for another region) is reported.
+const startRedescribeLimit = 10
+
+// fatalCodes are 4xx error codes that no retry fixes. Anything 4xx not listed
+// in transientCodes is fatal too; this list only matters when the status code
+// is unknown (a StreamsAPI or TableAPI that is not an SDK client).
+var fatalCodes = map[string]bool{
+	"AccessDeniedException":        true,
+	"UnrecognizedClientException":  true,
+	"InvalidSignatureException":    true,
+	"IncompleteSignature":          true,
+	"IncompleteSignatureException": true,
+	"MissingAuthenticationToken":   true,
+	"InvalidClientTokenId":         true,
+	"ValidationException":          true,
+	"SerializationException":       true,
+	"UnknownOperationException":    true,
+}
+
+// transientCodes are error codes worth retrying whatever their HTTP status
+// (beyond the SDK's throttling and timeout codes).
+var transientCodes = map[string]bool{
+	"InternalServerError":          true,
+	"InternalFailure":              true,
+	"ServiceUnavailable":           true,
+	"ServiceUnavailableException":  true,
+	"InternalServerErrorException": true,
+}
+
+// classifyStart tells Start what to do about err from op (DescribeTable,
+// DescribeStream or GetShardIterator).
+func classifyStart(op string, err error) startClass {
+	var api smithy.APIError
+	if !errors.As(err, &api) {
+		// Transport errors, timeouts (CallTimeout), credential retrieval: the
+		// request got no answer from the service.
+		return startRetry
+	}
+	code := api.ErrorCode()
+	_, throttle := retry.DefaultThrottleErrorCodes[code]
+	_, timeout := retry.DefaultRetryableErrorCodes[code]
+	var ise *types.InternalServerError
+	switch {
+	case throttle, timeout, transientCodes[code], classify(err) == errThrottle, errors.As(err, &ise):
+		return startRetry
+	case code == "ResourceNotFoundException":
+		if op == "DescribeTable" {
+			return startFatal // no such table
+		}
+		// The stream or a shard is unknown although DescribeTable just named
+		// it: the stream may have been replaced meanwhile (or DescribeStream
+		// lags behind): describe again.
+		return startRedescribe
+	case code == "ExpiredTokenException" || code == "ExpiredToken":
+		// Refreshable credentials may be renewed before the next attempt.
+		return startRedescribe
+	case code == "ValidationException" && op == "GetShardIterator":
+		// A shard that closed or rolled (DynamoDB Local) between the listing and
+		// the iterator: describe again.
+		return startRedescribe
+	}
+	if fatalCodes[code] {
+		return startFatal
+	}
+	var status interface{ HTTPStatusCode() int }
+	if errors.As(err, &status) {
+		if s := status.HTTPStatusCode(); s >= 500 {
+			return startRetry
+		} else if s >= 400 {
+			return startFatal
+		}
+	}
+	if api.ErrorFault() == smithy.FaultClient {
+		return startFatal
+	}
+	return startRetry
+}

@@ -42,10 +42,10 @@ type Consumer struct {
 }
 
 type counters struct {
-	records, changes, flushes, errors, throttles, renewed, quirks, completed atomic.Int64
-	lag, recordLag                                                           atomic.Int64
-	healthy                                                                  atomic.Bool
-	lastError                                                                atomic.Pointer[string]
+	records, changes, flushes, errors, throttles, renewed, quirks, completed, lost atomic.Int64
+	lag, recordLag                                                                 atomic.Int64
+	healthy                                                                        atomic.Bool
+	lastError                                                                      atomic.Pointer[string]
 }
 
 // Stats is a snapshot of the consumer's state and counters.
@@ -68,6 +68,10 @@ type Stats struct {
 	Shards int
 	// ShardsCompleted counts shards read to their end.
 	ShardsCompleted int64
+	// ShardsLost counts shards given up because they vanished (trimmed, or
+	// their stream deleted) before they were read to their end; each one
+	// flushed with ErrPositionLost.
+	ShardsLost int64
 	// Records counts stream records received; Changes the Changed calls.
 	Records, Changes int64
 	// Flushes counts Flush calls.
@@ -101,10 +105,14 @@ func New(o Options) (*Consumer, error) {
 // Start finds the table's stream and puts a LATEST iterator on every open
 // shard, so every change made after Start returns is reported. It then calls
 // Sink.SetTrusted(true) and starts the background goroutines, which run until
-// Close (not until ctx ends: ctx bounds only Start itself). Transient errors
-// are retried until ctx ends; a table without an enabled stream returns
-// ErrStreamDisabled at once. A Consumer is started at most once: after a
-// failed Start, Close it and create another.
+// Close (not until ctx ends: ctx bounds only Start itself).
+//
+// Transient errors (throttling, 5xx, transport errors, call timeouts) are
+// retried until ctx ends. Errors that retrying cannot fix (access denied,
+// unrecognised credentials, a table that does not exist, an invalid request)
+// end Start at once with a *StartError whose Permanent is true. A table
+// without an enabled stream returns ErrStreamDisabled at once. A Consumer is
+// started at most once: after a failed Start, Close it and create another.
 func (c *Consumer) Start(ctx context.Context) error {
 	c.mu.Lock()
 	if c.closed {
@@ -127,32 +135,57 @@ func (c *Consumer) Start(ctx context.Context) error {
 
 	bo := c.newBackoff()
 	var (
-		arn    string
-		shards []types.Shard
+		arn         string
+		readers     []*reader
+		described   bool // arn and readers are set
+		redescribed int
+		lastOp      string // the last call that failed while ctx was live
+		lastErr     error
 	)
 	for {
-		var enabled bool
-		var err error
-		arn, enabled, err = c.describeTable(ctx)
-		if err == nil && !enabled {
-			return fmt.Errorf("%w (table %q)", ErrStreamDisabled, c.o.Table)
+		var (
+			op  string
+			err error
+		)
+		if !described {
+			var enabled bool
+			op = "DescribeTable"
+			arn, enabled, err = c.describeTable(ctx)
+			if err == nil && !enabled {
+				return fmt.Errorf("%w (table %q)", ErrStreamDisabled, c.o.Table)
+			}
+			if err == nil {
+				var shards []types.Shard
+				op = "DescribeStream"
+				if shards, err = c.describeAll(ctx, arn, nil); err == nil {
+					readers = c.co.newGeneration(c, arn, shards)
+					described = true
+				}
+			}
 		}
-		if err == nil {
-			shards, err = c.describeAll(ctx, arn, nil)
+		if described {
+			op = "GetShardIterator"
+			if err = c.positionAll(ctx, readers); err == nil {
+				break
+			}
 		}
-		if err == nil {
-			break
+		if ctx.Err() == nil {
+			lastOp, lastErr = op, err
+		}
+		switch classifyStart(op, err) {
+		case startFatal:
+			return &StartError{Op: op, Table: c.o.Table, Permanent: true, Err: err}
+		case startRedescribe:
+			if redescribed++; redescribed > startRedescribeLimit {
+				return &StartError{Op: op, Table: c.o.Table, Permanent: true, Err: err}
+			}
+			described = false
 		}
 		if !sleep(ctx, bo.next()) {
-			return fmt.Errorf("invalidation: start: %w", err)
-		}
-	}
-	readers := c.co.newGeneration(c, arn, shards)
-	for {
-		if err := c.positionAll(ctx, readers); err == nil {
-			break
-		} else if !sleep(ctx, bo.next()) {
-			return fmt.Errorf("invalidation: start: %w", err)
+			if lastErr == nil {
+				return &StartError{Op: op, Table: c.o.Table, Err: context.Cause(ctx)}
+			}
+			return &StartError{Op: lastOp, Table: c.o.Table, Err: fmt.Errorf("%w (retried until: %w)", lastErr, context.Cause(ctx))}
 		}
 	}
 
@@ -177,6 +210,35 @@ func (c *Consumer) Start(ctx context.Context) error {
 	go c.monitor(c.root)
 	return nil
 }
+
+// StartError is returned by Start when it gives up: at once (Permanent) on an
+// error that retrying cannot fix, or when its ctx ends while the errors were
+// transient. Err is the error from the last call as the SDK returned it, so
+// errors.As reaches the SDK's types (*smithy.GenericAPIError for
+// AccessDeniedException, the dynamodb package's *types.ResourceNotFoundException
+// for a missing table, smithy.APIError for any of them); when ctx ended, Err
+// wraps ctx's error too.
+type StartError struct {
+	// Op is the failing call: DescribeTable, DescribeStream or GetShardIterator.
+	Op string
+	// Table is Options.Table.
+	Table string
+	// Permanent: Start gave up without waiting for ctx, because retrying would
+	// not help (access denied, no such table, an invalid request, or the stream
+	// kept vanishing between DescribeTable and the calls that followed).
+	Permanent bool
+	Err       error
+}
+
+func (e *StartError) Error() string {
+	how := "failed"
+	if e.Permanent {
+		how = "failed (not retryable)"
+	}
+	return fmt.Sprintf("invalidation: start on table %q: %s %s: %v", e.Table, e.Op, how, e.Err)
+}
+
+func (e *StartError) Unwrap() error { return e.Err }
 
 // Close stops every goroutine and waits for them. No Sink method is called
 // after Close returns. Safe to call twice and concurrently with anything.
@@ -212,6 +274,7 @@ func (c *Consumer) Stats() Stats {
 		RecordLag:        time.Duration(c.st.recordLag.Load()),
 		Shards:           n,
 		ShardsCompleted:  c.st.completed.Load(),
+		ShardsLost:       c.st.lost.Load(),
 		Records:          c.st.records.Load(),
 		Changes:          c.st.changes.Load(),
 		Flushes:          c.st.flushes.Load(),

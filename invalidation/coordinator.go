@@ -3,6 +3,7 @@ package invalidation
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -21,8 +22,8 @@ const describeStreamGap = 100 * time.Millisecond
 type evKind int
 
 const (
-	evEnded evKind = iota // the reader's shard has no more records
-	evCheck               // the reader met ResourceNotFound: re-check the table
+	evEnded   evKind = iota // the reader's shard has no more records
+	evMissing               // the reader met ResourceNotFound and stopped: re-check table and listing
 )
 
 type event struct {
@@ -49,6 +50,18 @@ type shardState struct {
 	endedAt      time.Time
 	needChildren bool
 	r            *reader
+	// missingSince is the start of the first full listing that did not show
+	// this shard since one last did (zero while listed); missingLists counts
+	// those listings. A shard not found by GetShardIterator or GetRecords is
+	// given up only once both show it gone for a while: DescribeStream is
+	// eventually consistent, and a brand-new child may not be listed yet.
+	missingSince time.Time
+	missingLists int
+	// lost: the shard vanished before it was read to its end (see shardMissing).
+	lost bool
+	// unknownStart: when started, its position is unknown until it is first
+	// drained (a child of a lost shard, or a lost shard listed again).
+	unknownStart bool
 }
 
 // coordinator is the state of the goroutine that lists shards, checks the
@@ -63,6 +76,7 @@ type coordinator struct {
 
 	lastList          time.Time // start of the last full listing
 	lastDescribe      time.Time
+	lastTable         time.Time // start of the last successful DescribeTable in checkTable
 	filterUnsupported bool
 }
 
@@ -70,6 +84,9 @@ type coordinator struct {
 // readers starting at LATEST (returned, not launched), closed ones are done.
 func (co *coordinator) newGeneration(c *Consumer, arn string, shards []types.Shard) []*reader {
 	co.gen++
+	if co.genCancel != nil {
+		co.genCancel() // nothing runs in it: callers stopped it, or it was never launched
+	}
 	co.genCtx, co.genCancel = context.WithCancel(c.root)
 	co.genWG = &sync.WaitGroup{}
 	co.arn = arn
@@ -135,8 +152,8 @@ func (c *Consumer) coordinate(ctx context.Context) {
 			switch ev.kind {
 			case evEnded:
 				c.shardEnded(ctx, ev.r)
-			case evCheck:
-				c.checkTable(ctx)
+			case evMissing:
+				c.shardMissing(ctx, ev.r)
 			}
 		case <-tableTick.C:
 			c.checkTable(ctx)
@@ -171,6 +188,7 @@ func (c *Consumer) readingCount() int {
 // checkTable follows the table's LatestStreamArn: a disabled stream or a new
 // ARN is a loss of track; a (new) enabled stream is set up from LATEST.
 func (c *Consumer) checkTable(ctx context.Context) {
+	t0 := c.o.Now()
 	arn, enabled, err := c.describeTable(ctx)
 	if err != nil {
 		var nf *ddbtypes.ResourceNotFoundException
@@ -179,6 +197,7 @@ func (c *Consumer) checkTable(ctx context.Context) {
 		}
 		enabled = false
 	}
+	c.co.lastTable = t0
 	known := c.streamKnown()
 	switch {
 	case !enabled:
@@ -308,7 +327,8 @@ func (c *Consumer) children(ctx context.Context, st *shardState) ([]string, erro
 			Type:    types.ShardFilterTypeChildShards,
 			ShardId: aws.String(st.id),
 		})
-		if err == nil {
+		switch {
+		case err == nil:
 			ignored := false
 			for _, s := range shards {
 				if aws.ToString(s.ShardId) == st.id {
@@ -329,11 +349,17 @@ func (c *Consumer) children(ctx context.Context, st *shardState) ([]string, erro
 				}
 				return kids, nil
 			}
-		} else if !filterRejected(err) {
+			c.co.filterUnsupported = true
+			c.o.Logger.Info("invalidation: DescribeStream ShardFilter ignored, using full listings", "table", c.o.Table)
+		case classify(err) == errNotFound:
+			// The shard itself may be gone (trimmed): the full listing below
+			// shows what remains, and fails too if the stream is gone.
+		case !filterRejected(err):
 			return nil, err
+		default:
+			c.co.filterUnsupported = true
+			c.o.Logger.Info("invalidation: DescribeStream ShardFilter unsupported, using full listings", "table", c.o.Table)
 		}
-		c.co.filterUnsupported = true
-		c.o.Logger.Info("invalidation: DescribeStream ShardFilter unsupported, using full listings", "table", c.o.Table)
 	}
 	if err := c.listAll(ctx); err != nil {
 		return nil, err
@@ -372,14 +398,107 @@ func (c *Consumer) listAll(ctx context.Context) error {
 	c.co.lastList = t0
 	seen := make(map[string]bool, len(shards))
 	for _, s := range shards {
-		seen[c.co.upsert(s).id] = true
+		st := c.co.upsert(s)
+		seen[st.id] = true
+		st.missingSince, st.missingLists = time.Time{}, 0
+		if st.lost {
+			// Given up as vanished, yet listed again: read it again from
+			// TRIM_HORIZON, untrusted until drained (the flush when it was
+			// given up covered the loss; lineage order is broken for its
+			// children, which started already).
+			c.o.Logger.Warn("invalidation: a shard given up as vanished is listed again", "table", c.o.Table, "shard", st.id)
+			st.lost, st.status, st.unknownStart = false, waiting, true
+		}
 	}
 	for id, st := range c.co.shards {
-		if !seen[id] && st.status == done && !st.needChildren {
+		if seen[id] {
+			continue
+		}
+		switch {
+		case st.status == done && !st.needChildren && !st.lost:
 			delete(c.co.shards, id)
+		case st.status == reading:
+			if st.missingSince.IsZero() {
+				st.missingSince = t0
+			}
+			st.missingLists++
 		}
 	}
 	return nil
+}
+
+// shardMissing handles a reader that stopped on ResourceNotFoundException.
+// The table is checked first (a disabled or replaced stream is handled there,
+// with ErrStreamDisabled or ErrStreamChanged). If the stream is the same, the
+// shard is given up only when it has been missing from at least two full
+// listings spanning ShardListInterval (DescribeStream is eventually
+// consistent: a brand-new shard may not be listed yet); until then, and
+// whenever the table or the listing cannot be checked, the reader restarts
+// after a backoff from where it was.
+func (c *Consumer) shardMissing(ctx context.Context, r *reader) {
+	st := c.co.shards[r.id]
+	if st == nil || st.r != r {
+		return
+	}
+	// One DescribeTable and one listing newer than the error serve every
+	// reader that met it (several shards may vanish together).
+	if c.co.lastTable.Before(r.missedAt) {
+		c.checkTable(ctx)
+	}
+	if r.gen != c.co.gen || !c.streamKnown() {
+		return // the stream was dropped or replaced, and its readers with it
+	}
+	if !c.co.lastTable.Before(r.missedAt) {
+		if c.co.lastList.Before(r.missedAt) {
+			_ = c.listAll(ctx)
+		}
+		if !c.co.lastList.Before(r.missedAt) && st.missingLists >= 2 &&
+			c.co.lastList.Sub(st.missingSince) >= c.o.ShardListInterval {
+			c.shardLost(st, r)
+			return
+		}
+	}
+	c.relaunch(st, r)
+}
+
+// shardLost gives up a shard that vanished before it was read to its end:
+// flush and untrust (its unread records are gone), then go on with whatever
+// the listing shows, its children first. Trust comes back through the monitor
+// once every shard followed now has been drained.
+func (c *Consumer) shardLost(st *shardState, r *reader) {
+	c.st.lost.Add(1)
+	r.caught.Store(0) // still followed: unhealthy until the children are in place
+	c.lostTrack(fmt.Errorf("%w: shard %s vanished before it was read to its end", ErrPositionLost, st.id), true)
+	st.status, st.r, st.lost = done, nil, true
+	st.caughtAtEnd, st.needChildren = 0, false
+	c.schedule()
+	c.hmu.Lock()
+	if c.followed[st.id] == r {
+		delete(c.followed, st.id)
+	}
+	delete(c.pending, st.id)
+	c.hmu.Unlock()
+}
+
+// relaunch restarts the reader of a shard not found (yet), after a backoff,
+// from where the old one was.
+func (c *Consumer) relaunch(st *shardState, old *reader) {
+	r := c.co.newReader(st.id, old.resume)
+	r.lastSeq, r.anchor, r.anchorAt = old.lastSeq, old.anchor, old.anchorAt
+	r.misses = old.misses + 1
+	bo := c.newBackoff()
+	bo.n = old.misses
+	r.delay = bo.next()
+	r.caught.Store(old.caught.Load())
+	if r.resume == types.ShardIteratorTypeLatest && r.caught.Load() != 0 {
+		// Nothing handled since a LATEST iterator whose chain broke: a fresh
+		// LATEST could skip what came meanwhile, and TRIM_HORIZON could mean
+		// up to 24 h of records to replay. As renew does: a loss.
+		old.caught.Store(0) // still followed until launch replaces it
+		c.lose(r, ErrPositionLost)
+	}
+	st.r = r
+	c.launch(r)
 }
 
 // schedule starts every waiting shard whose parents are all done. A shard
@@ -400,7 +519,7 @@ func (c *Consumer) schedule() {
 			continue
 		}
 		var caught int64
-		ready := true
+		ready, unknown := true, st.unknownStart
 		for _, p := range st.parents() {
 			ps := c.co.shards[p]
 			if ps == nil {
@@ -410,6 +529,9 @@ func (c *Consumer) schedule() {
 				ready = false
 				break
 			}
+			if ps.lost {
+				unknown = true
+			}
 			if ps.caughtAtEnd != 0 && (caught == 0 || ps.caughtAtEnd < caught) {
 				caught = ps.caughtAtEnd
 			}
@@ -417,9 +539,13 @@ func (c *Consumer) schedule() {
 		if !ready {
 			continue
 		}
-		if caught == 0 {
+		switch {
+		case unknown:
+			caught = 0 // its backlog is unknown: healthy once it is drained
+		case caught == 0:
 			caught = c.o.Now().UnixNano()
 		}
+		st.unknownStart = false
 		r := c.co.newReader(st.id, types.ShardIteratorTypeTrimHorizon)
 		r.caught.Store(caught)
 		st.status, st.r = reading, r

@@ -14,10 +14,21 @@
 //   - Shards open when Start runs are read from LATEST; shards first seen later
 //     are read from TRIM_HORIZON, so nothing written after Start returns is missed.
 //   - Whenever the position in the stream is lost (TrimmedDataAccessException,
-//     an iterator that expired before any record was handled, a new stream ARN,
-//     the stream disabled, a record that cannot be decoded), Flush is called at
-//     once, and SetTrusted(false) too unless the loss was a single undecodable
-//     record.
+//     an iterator that expired or broke before any record was handled, a new
+//     stream ARN, the stream disabled, a shard that vanished before it was read
+//     to its end, a record that cannot be decoded), Flush is called at once, and
+//     SetTrusted(false) too unless the loss was a single undecodable record.
+//   - A shard whose calls answer ResourceNotFoundException is given up (Flush
+//     with ErrPositionLost) only when DescribeTable still names the same stream
+//     and the shard has been missing from at least two full DescribeStream
+//     listings spanning ShardListInterval: DescribeStream is eventually
+//     consistent, and a brand-new shard may not be listed yet. Its children,
+//     and whatever else the stream lists, are then read from TRIM_HORIZON, and
+//     trust returns once they have been drained.
+//   - Start fails at once, with a *StartError, on errors that retrying cannot
+//     fix (access denied, unrecognised credentials, no such table, an invalid
+//     request); it retries throttling, 5xx and transport errors until its ctx
+//     ends.
 //   - The consumer is healthy when the stream is known and every followed shard
 //     has completed a poll that drained it (a page that was not full) within
 //     StaleAfter. SetTrusted(false) is called as soon as it is not healthy; when it
@@ -35,7 +46,9 @@
 // shard at once: that caps how many processes can follow one table this way.
 // DescribeTable runs every DescribeInterval; DescribeStream (at most 10 calls a
 // second per account) runs every ShardListInterval and when a shard closes, and
-// this package never issues more than 10 a second itself.
+// this package never issues more than 10 a second itself. A shard answering
+// ResourceNotFoundException costs a DescribeTable and a listing per retry
+// (shared by every shard that failed at about the same time), with backoff.
 //
 // Keys and values are never logged.
 package invalidation

@@ -2,6 +2,7 @@ package invalidation_test
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -167,5 +168,32 @@ func TestDynamoDBLocal(t *testing.T) {
 	t.Logf("stats: %+v", st)
 	if !st.Healthy || !st.Trusted || st.Changes < n {
 		t.Errorf("stats after re-enabling: %+v", st)
+	}
+}
+
+// TestDynamoDBLocalStartMissingTable: DynamoDB Local's answer for a table
+// that does not exist ends Start at once, even with context.Background().
+func TestDynamoDBLocalStartMissingTable(t *testing.T) {
+	srv := dynamolocal.ForTest(t)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	cfg := dynamolocal.AWSConfig(srv.Endpoint())
+	cfg.HTTPClient = &http.Client{Transport: tr}
+	c, err := invalidation.New(invalidation.Options{
+		Streams: invalidation.NewStreamsClient(cfg),
+		Tables:  dynamodb.NewFromConfig(cfg),
+		Table:   dynamolocal.TableName(t) + "_missing",
+		Sink:    newSink(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err, d := startBackground(t, c, 30*time.Second)
+	t.Logf("Start returned after %v: %v", d, err)
+	var se *invalidation.StartError
+	var nf *types.ResourceNotFoundException
+	if !errors.As(err, &se) || !se.Permanent || se.Op != "DescribeTable" || !errors.As(err, &nf) {
+		t.Errorf("want a permanent *StartError wrapping ResourceNotFoundException, got %v", err)
 	}
 }

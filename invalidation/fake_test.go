@@ -50,6 +50,10 @@ type fShard struct {
 	recs          []fRec
 	closed        bool
 	trimmedBefore int
+	// hidden: a shard DescribeStream's eventual consistency has not caught up
+	// with: full listings leave it out and GetShardIterator and GetRecords
+	// answer ResourceNotFoundException, but CHILD_SHARDS of its parent lists it.
+	hidden bool
 }
 
 type fRec struct {
@@ -149,6 +153,20 @@ func (f *fakeStreams) closeShard(id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.byID[id].closed = true
+}
+
+// vanish removes a shard, as the trimmer does 24 h after it closed: it is no
+// longer listed, and its iterators meet ResourceNotFoundException.
+func (f *fakeStreams) vanish(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.byID, id)
+	for i, s := range f.shards {
+		if s.id == id {
+			f.shards = append(f.shards[:i:i], f.shards[i+1:]...)
+			break
+		}
+	}
 }
 
 func (f *fakeStreams) trim(shard string, n int) {
@@ -254,7 +272,14 @@ func (f *fakeStreams) faultFor(op, shard string) *apiErr {
 	for _, ft := range f.faults {
 		if ft.n > 0 && ft.op == op && (ft.shard == "" || ft.shard == shard) {
 			ft.n--
-			return &apiErr{ft.typ, "injected " + ft.typ, 400}
+			status := 400
+			switch ft.typ {
+			case "InternalServerError", "InternalFailure":
+				status = 500
+			case "ServiceUnavailable":
+				status = 503
+			}
+			return &apiErr{ft.typ, "injected " + ft.typ, status}
 		}
 	}
 	return nil
@@ -288,7 +313,12 @@ func (f *fakeStreams) describeStream(in map[string]any) (any, *apiErr) {
 	if in["StreamArn"] != f.arn {
 		return nil, &apiErr{"ResourceNotFoundException", "stream not found", 400}
 	}
-	list := f.shards
+	var list []*fShard
+	for _, s := range f.shards {
+		if !s.hidden {
+			list = append(list, s)
+		}
+	}
 	if filt, ok := in["ShardFilter"].(map[string]any); ok {
 		if !f.filterSupported {
 			return nil, &apiErr{"ValidationException", "1 validation error detected: ShardFilter", 400}
@@ -359,7 +389,7 @@ func (f *fakeStreams) getShardIterator(in map[string]any) (any, *apiErr) {
 		return nil, e
 	}
 	s := f.byID[id]
-	if in["StreamArn"] != f.arn || s == nil {
+	if in["StreamArn"] != f.arn || s == nil || s.hidden {
 		return nil, &apiErr{"ResourceNotFoundException", "shard not found", 400}
 	}
 	var pos int
@@ -415,7 +445,7 @@ func (f *fakeStreams) getRecords(r *http.Request, in map[string]any) (any, *apiE
 		return nil, &apiErr{"ExpiredIteratorException", "Iterator expired", 400}
 	}
 	s := f.byID[it.shard]
-	if s == nil {
+	if s == nil || s.hidden {
 		return nil, &apiErr{"ResourceNotFoundException", "shard not found", 400}
 	}
 	if it.pos < s.trimmedBefore {

@@ -41,6 +41,10 @@ type reader struct {
 	anchor   types.ShardIteratorType
 	anchorAt time.Time
 	delay    time.Duration // wait before the first call (a resumed shard)
+	// missedAt is when the shard was last not found; misses counts the
+	// restarts since records last came (both set before evMissing is sent).
+	missedAt time.Time
+	misses   int
 
 	// caught is the start (unix nanos) of the last GetRecords that drained the
 	// shard, or of the LATEST GetShardIterator; 0 while the position is unknown.
@@ -192,7 +196,11 @@ func (c *Consumer) read(ctx context.Context, r *reader) {
 					c.lose(r, ErrTrimmed)
 				}
 			case errNotFound:
-				c.send(ctx, event{kind: evCheck, r: r})
+				// The coordinator checks the table and the listing, then
+				// restarts this shard or gives it up.
+				r.missedAt = c.o.Now()
+				c.send(ctx, event{kind: evMissing, r: r})
+				return
 			}
 			if !sleep(ctx, bo.next()) {
 				return
@@ -226,7 +234,9 @@ func (c *Consumer) read(ctx context.Context, r *reader) {
 			case errNotFound:
 				r.iter = nil
 				r.resume = resumeType(r)
-				c.send(ctx, event{kind: evCheck, r: r})
+				r.missedAt = c.o.Now()
+				c.send(ctx, event{kind: evMissing, r: r})
+				return
 			}
 			if !sleep(ctx, bo.next()) {
 				return
@@ -234,6 +244,7 @@ func (c *Consumer) read(ctx context.Context, r *reader) {
 			continue
 		}
 		bo.reset()
+		r.misses = 0
 		c.deliver(r, out.Records)
 		if len(out.Records) < pageLimit && pageBytes(out.Records) < drainedBytes {
 			r.caught.Store(t0.UnixNano())

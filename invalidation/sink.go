@@ -46,7 +46,8 @@ var (
 	ErrTrimmed = errors.New("invalidation: stream records trimmed before they were read")
 	// ErrStreamChanged: the table's LatestStreamArn changed.
 	ErrStreamChanged = errors.New("invalidation: the table's stream ARN changed")
-	// ErrStreamDisabled: the table has no enabled stream (or no longer exists).
+	// ErrStreamDisabled: the table has no enabled stream (or, once started, no
+	// longer exists; Start on a missing table returns a *StartError instead).
 	ErrStreamDisabled = errors.New("invalidation: the table's stream is disabled")
 	// ErrPositionLost: an iterator expired or became invalid before any record
 	// was handled from it, or a shard vanished before it was read to its end.
