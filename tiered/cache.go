@@ -226,7 +226,8 @@ func (c *Cache[V]) newer(err error) (*entry[V], bool) {
 }
 
 // l1TTL is the L1 lifetime of an entry whose L2 item expires at exp (zero:
-// unknown) and whose preferred TTL is want: never past the L2 item.
+// unknown) and whose preferred TTL is want: never past the L2 item. It is
+// <= 0 when exp has passed: such an entry must not be stored.
 func (c *Cache[V]) l1TTL(want time.Duration, exp time.Time) time.Duration {
 	if want <= 0 {
 		want = c.o.L1TTL

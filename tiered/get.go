@@ -31,7 +31,7 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, loader Loader[V]) (V, error) {
 	if e, ok := c.l1.Get(key); ok && c.servable(e) {
 		if e.refreshAt != 0 && loader != nil { // refresh-ahead is on
-			c.refreshAhead(key, e, loader)
+			c.refreshAhead(ctx, key, e, loader)
 		}
 		return e.result()
 	}
@@ -205,6 +205,13 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], fence
 		}
 	}
 	ttl, l1Want := c.ttls(chosen, e.notFound)
+	if lease == "" && seen == nil {
+		// Neither a lease nor the version the miss saw guards this fill (the
+		// L2 read failed): a Delete since the load began could not make it
+		// lose in L2, so L2 does not get it. L1 does, fenced as usual.
+		c.fillL1(key, fence, e, int64(len(enc)), l1Want, time.Now().Add(ttl))
+		return e, nil
+	}
 	ver, err := l2Call(c, func() (int64, error) {
 		return c.l2.Fill(ctx, key, enc, e.notFound, ttl, lease, seen...)
 	})
@@ -223,9 +230,12 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], fence
 		return e, nil
 	case errors.Is(err, l2.ErrValueTooLarge):
 		c.stats.l2TooLarge.Add(1) // serve and keep in L1 only
+		c.releaseLease(key, lease)
 	default:
 		// L2 could not be written: keep the value in L1 only. The fence still
-		// guards it against invalidations that arrive meanwhile.
+		// guards it against invalidations that arrive meanwhile. Give the
+		// lease back so other nodes need not wait for it to expire.
+		c.releaseLease(key, lease)
 	}
 	c.fillL1(key, fence, e, int64(len(enc)), l1Want, time.Now().Add(ttl))
 	return e, nil
@@ -251,6 +261,9 @@ func (c *Cache[V]) fromItem(item l2.Item) (*entry[V], bool) {
 // ttl the L1 lifetime wanted (0: L1TTL), exp when the L2 item expires.
 func (c *Cache[V]) fillL1(key string, fence l1.Fence, e *entry[V], size int64, ttl time.Duration, exp time.Time) {
 	l1ttl := c.l1TTL(ttl, exp)
+	if l1ttl <= 0 {
+		return // the L2 item expired meanwhile: serve it, do not keep it
+	}
 	c.stamp(e, l1ttl)
 	if c.l1.Fill(key, fence, e, size, l1ttl) {
 		c.l1.Wait()

@@ -145,12 +145,12 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 			continue
 		}
 		seen[k] = struct{}{}
-		if e, ok := c.l1.Peek(k); ok && c.servable(e) {
+		if e, ok := c.l1.Get(k); ok && c.servable(e) {
 			if !e.notFound {
 				found[k] = e.value
 			}
 			if e.refreshAt != 0 { // refresh-ahead is on
-				c.refreshAhead(k, e, loader.one)
+				c.refreshAhead(ctx, k, e, loader.one)
 			}
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -224,5 +225,59 @@ func TestFillFencedInL1WhenL2CannotTell(t *testing.T) {
 	}
 	if st := n.Stats(); st.L1.SetsFenced == 0 {
 		t.Fatalf("no fenced L1 set counted: %+v", st.L1)
+	}
+}
+
+// TestUnguardedFillSkipsL2: when the miss's L2 read failed, the load has
+// neither a lease nor the version it saw to guard its L2 write (a Delete
+// meanwhile could not make it lose), so it keeps the value in L1 only.
+func TestUnguardedFillSkipsL2(t *testing.T) {
+	cfg := awsConfig(t)
+	inj := ddbfault.New()
+	n := newNodeAt(t, cfg, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
+		o.DynamoDB = l2.NewClient(cfg, inj.Options)
+	})
+	ctx := testContext(t)
+	inj.Add(ddbfault.Rule{Op: "GetItem", Err: errors.New("injected: read failed"), Times: l2.ClientMaxAttempts})
+	updates := inj.Attempts("UpdateItem")
+	if v, err := n.GetOrLoad(ctx, "k", constLoader("v")); err != nil || v != "v" {
+		t.Fatalf("GetOrLoad with L2 unreadable = %q, %v", v, err)
+	}
+	if got := inj.Attempts("UpdateItem") - updates; got != 0 {
+		t.Fatalf("%d UpdateItem calls: an unguarded fill was written to L2", got)
+	}
+	if _, err := l2Table(t, n.tableName).Get(ctx, "k"); !errors.Is(err, l2.ErrNotFound) {
+		t.Fatalf("L2 holds the unguarded fill: %v", err)
+	}
+	if v, err := n.Get(ctx, "k"); err != nil || v != "v" {
+		t.Fatalf("L1 should keep the value: %q, %v", v, err)
+	}
+}
+
+// TestLeaseReleasedWhenL2RefusesTheValue: a value too large for an item is
+// kept in L1 only; its lease is given back so other nodes load at once
+// instead of waiting for a fill that will never come.
+func TestLeaseReleasedWhenL2RefusesTheValue(t *testing.T) {
+	nodes := newCluster(t, 2, func(o *tiered.Options[string]) {
+		o.LeaseTTL = time.Minute
+		o.LeaseWait = time.Minute
+	})
+	a, b := nodes[0], nodes[1]
+	ctx := testContext(t)
+	huge := strings.Repeat("x", 500<<10)
+	big := func(context.Context, string) (string, error) { return huge, nil }
+	if v, err := a.GetOrLoad(ctx, "big", big); err != nil || len(v) != len(huge) {
+		t.Fatalf("GetOrLoad of a too-large value: %d bytes, %v", len(v), err)
+	}
+	if st := a.Stats(); st.L2TooLarge != 1 {
+		t.Fatalf("L2TooLarge = %d, want 1", st.L2TooLarge)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if v, err := b.GetOrLoad(short, "big", big); err != nil || len(v) != len(huge) {
+		t.Fatalf("other node: %d bytes, %v (it waited on a lease never to be filled?)", len(v), err)
+	}
+	if st := b.Stats(); st.LeasesAcquired != 1 || st.LeaseWaits != 0 {
+		t.Fatalf("other node took %d leases after %d waits; want the released lease at once", st.LeasesAcquired, st.LeaseWaits)
 	}
 }

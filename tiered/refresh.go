@@ -5,14 +5,18 @@ import (
 	"errors"
 	"time"
 
+	"github.com/sony/gobreaker/v2"
+
 	"github.com/tieredcache/tieredcache/l2"
 )
 
 // refreshAhead starts, at most once per entry, a background reload of key
 // once a hit finds e past its soft TTL (Options.RefreshAhead of its L1 TTL).
 // Only keys still being read get there: refreshing is driven by hits. The
-// caller is not delayed: the hit returns e at once.
-func (c *Cache[V]) refreshAhead(key string, e *entry[V], loader Loader[V]) {
+// caller is not delayed: the hit returns e at once. The loader runs as on a
+// miss: on the caller's context values (cancellation dropped), with its own
+// LoadTimeout.
+func (c *Cache[V]) refreshAhead(callerCtx context.Context, key string, e *entry[V], loader Loader[V]) {
 	if time.Now().UnixNano() < e.refreshAt || !e.refreshing.CompareAndSwap(false, true) {
 		return
 	}
@@ -20,13 +24,14 @@ func (c *Cache[V]) refreshAhead(key string, e *entry[V], loader Loader[V]) {
 		return
 	}
 	c.stats.refreshes.Add(1)
+	values := context.WithoutCancel(callerCtx)
 	go func() {
 		defer c.wg.Done()
 		// The same flight key as GetOrLoad, and registered as its loads are:
 		// a GetOrLoad or GetMany of key meanwhile joins the refresh instead of
 		// loading again, and vice versa.
 		<-c.flights.DoChan("l\x00"+key, func() (any, error) {
-			return c.claimed(key, func() (any, error) { return c.refresh(key, e, loader) })
+			return c.claimed(key, func() (any, error) { return c.refresh(values, key, e, loader) })
 		})
 	}()
 }
@@ -37,7 +42,7 @@ func (c *Cache[V]) refreshAhead(key string, e *entry[V], loader Loader[V]) {
 // (l2.Table.Refresh), and to L1 only if the key was not invalidated since the
 // refresh began, so a refresh racing a Set or Delete never brings back what
 // they replaced. On failure the current entry stays until its TTL.
-func (c *Cache[V]) refresh(key string, old *entry[V], loader Loader[V]) (res any, err error) {
+func (c *Cache[V]) refresh(values context.Context, key string, old *entry[V], loader Loader[V]) (res any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.stats.loadPanics.Add(1)
@@ -47,8 +52,10 @@ func (c *Cache[V]) refresh(key string, old *entry[V], loader Loader[V]) (res any
 			c.stats.refreshErrors.Add(1)
 		}
 	}()
-	ctx, cancel := context.WithTimeout(c.closeCtx, c.o.LoadTimeout)
+	ctx, cancel := context.WithTimeout(values, c.o.LoadTimeout)
 	defer cancel()
+	stop := context.AfterFunc(c.closeCtx, cancel)
+	defer stop()
 	fence := c.l1.BeginFill(key)
 
 	item, gerr := l2Call(c, func() (l2.Item, error) { return c.l2.Get(ctx, key) })
@@ -60,8 +67,19 @@ func (c *Cache[V]) refresh(key string, old *entry[V], loader Loader[V]) (res any
 		}
 	}
 
+	capped := l2Down(gerr) || c.breaker.State() == gobreaker.StateOpen
+	if capped { // as on a miss: without L2, cap this node's share of the source
+		select {
+		case c.outage <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	c.stats.loads.Add(1)
 	v, chosen, err := callLoader(ctx, key, loader)
+	if capped {
+		<-c.outage
+	}
 	e := &entry[V]{value: v}
 	switch {
 	case err == nil:
@@ -98,6 +116,10 @@ func (c *Cache[V]) refresh(key string, old *entry[V], loader Loader[V]) (res any
 		c.stats.l2TooLarge.Add(1)
 	default:
 		// L2 unavailable: keep the reload in this L1 only, fenced as usual.
+		// It keeps the version it replaces, so that the next refresh neither
+		// takes that older L2 entry for a newer one nor writes over a
+		// version that is not there.
+		e.version = old.version
 	}
 	c.fillL1(key, fence, e, int64(len(enc)), l1Want, time.Now().Add(ttl))
 	return e, nil

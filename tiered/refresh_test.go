@@ -233,3 +233,35 @@ func await[T any](t *testing.T, ch <-chan T, what string) {
 		t.Fatalf("timed out waiting for %s", what)
 	}
 }
+
+type tenantKey struct{}
+
+// TestRefreshAheadKeepsContextValues: the background reload runs on the
+// values of the context of the hit that started it, as a load on a miss does.
+func TestRefreshAheadKeepsContextValues(t *testing.T) {
+	n := refreshNode(t)
+	ctx := context.WithValue(testContext(t), tenantKey{}, "acme")
+	var calls atomic.Int64
+	loader := func(ctx context.Context, _ string) (string, error) {
+		tenant, _ := ctx.Value(tenantKey{}).(string)
+		if tenant != "acme" {
+			return "", fmt.Errorf("loader call %d without the tenant", calls.Load()+1)
+		}
+		return fmt.Sprint("v", calls.Add(1)), nil
+	}
+	if _, err := n.GetOrLoad(ctx, "k", loader); err != nil {
+		t.Fatal(err)
+	}
+	n.awaitEvent(t, "k")
+	if _, err := n.GetOrLoad(ctx, "k", loader); err != nil {
+		t.Fatal(err)
+	}
+	pastSoftTTL()
+	if _, err := n.GetOrLoad(ctx, "k", loader); err != nil {
+		t.Fatal(err)
+	}
+	n.awaitValue(t, "k", "v2")
+	if st := n.Stats(); st.RefreshErrors != 0 {
+		t.Fatalf("%d refresh errors: the refresh lost the caller's context values", st.RefreshErrors)
+	}
+}

@@ -64,6 +64,9 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 		return false
 	}
 	ttl := c.l1TTL(0, item.ExpiresAt)
+	if ttl <= 0 {
+		return false // expired meanwhile
+	}
 	c.stamp(e, ttl)
 	replaced := c.l1.Replace(key, e, int64(len(item.Value)), ttl, func(old *entry[V]) bool {
 		return old.version < item.Version

@@ -48,7 +48,7 @@ type Stats struct {
 	Flushes          uint64 // whole-L1 flushes (lost track of the stream)
 	Degraded         bool   // the stream consumer is unhealthy: only young L1 entries are served
 	DegradedEpisodes uint64 // times the cache entered degraded mode
-	DegradedBypasses uint64 // L1 entries found but not served (older than T/2 in degraded mode); also in L1.Hits
+	DegradedBypasses uint64 // L1 entries found but not served (older than T/2 in degraded mode); those a reader's lookup found count in L1.Hits too
 	// Record age at invalidation: now minus the record's
 	// ApproximateCreationDateTime. Coarse: AWS rounds that time down to the
 	// second and DynamoDB Local to the minute, so these overstate the lag (by
