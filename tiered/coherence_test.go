@@ -94,7 +94,13 @@ func TestReplaceOnChangeKeepsOwnWrites(t *testing.T) {
 	// A loader slower than the stream: the record of this node's own lease
 	// arrives while the fill is still in flight, and must not fence it.
 	slow := func(context.Context, string) (string, error) {
-		waitFor(t, 30*time.Second, "the lease's own stream record", func() bool { return records() > before })
+		// Polled (the loader runs on a flight goroutine, where t.Fatal is
+		// not allowed): the record count is a state with no event to await.
+		for deadline := time.Now().Add(30 * time.Second); records() <= before; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				return "", errors.New("the lease's own stream record never came")
+			}
+		}
 		return "v", nil
 	}
 	if _, err := a.GetOrLoad(ctx, "filled", slow); err != nil {

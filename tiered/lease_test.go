@@ -22,9 +22,22 @@ func TestClusterWideStampedeLoadsOnce(t *testing.T) {
 	ctx := testContext(t)
 	var started, loads atomic.Int64
 	allIn := make(chan struct{})
+	waiting := func() (n uint64) {
+		for _, nd := range nodes {
+			n += nd.Stats().LeaseWaits
+		}
+		return n
+	}
 	loader := func(context.Context, string) (string, error) {
 		loads.Add(1)
-		<-allIn // keep the lease held until every caller on every node has asked
+		<-allIn // keep the lease held until every caller on every node has asked...
+		// ...and every other node's flight is waiting on this lease.
+		// (Polled: the flights' waiting is a state with no event to await.)
+		for deadline := time.Now().Add(30 * time.Second); waiting() < nodesN-1; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				return "", errors.New("the other nodes never waited on the lease")
+			}
+		}
 		return "v", nil
 	}
 	var wg sync.WaitGroup
