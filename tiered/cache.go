@@ -26,8 +26,12 @@ import (
 // Cache is a two-tier cache of values of type V. See the package doc for what
 // it guarantees. Create one with New; the zero value is not usable.
 type Cache[V any] struct {
-	o        Options[V]
+	// The L1-hit path reads these two only: keep them on one cache line,
+	// away from anything written.
 	l1       *l1.Cache[*entry[V]]
+	degraded atomic.Bool // see below
+
+	o        Options[V]
 	l2       *l2.Table
 	consumer *invalidation.Consumer
 	breaker  *gobreaker.CircuitBreaker[any]
@@ -40,9 +44,9 @@ type Cache[V any] struct {
 	// that neither loads a key the other already is (getmany.go).
 	loads loadRegistry[V]
 
-	// degraded is set while the stream consumer has been unhealthy for longer
-	// than StalenessBound/2: L1 entries older than that are then not served.
-	degraded atomic.Bool
+	// degraded (above) is set while the stream consumer has been unhealthy
+	// for longer than StalenessBound/2: L1 entries older than that are then
+	// not served.
 
 	stats counters
 

@@ -45,13 +45,15 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, loader Loader[V]) 
 // servable says whether an L1 entry may be served: always while the stream
 // consumer is healthy; only if younger than T/2 while it is not.
 func (c *Cache[V]) servable(e *entry[V]) bool {
-	if !c.degraded.Load() {
-		return true
-	}
+	return !c.degraded.Load() || c.youngEnough(e) // small enough to inline on the hit path
+}
+
+// youngEnough is servable in degraded mode: only entries younger than T/2.
+func (c *Cache[V]) youngEnough(e *entry[V]) bool {
 	if time.Now().UnixNano()-e.stored < int64(c.o.StalenessBound/2) {
 		return true
 	}
-	c.stats.degradedBypasses.Add(1) // degraded: off the healthy hit path
+	c.stats.degradedBypasses.Add(1)
 	return false
 }
 
