@@ -124,6 +124,9 @@ func TestDynamoDBLocal(t *testing.T) {
 	}
 
 	// Disable the stream: Flush(ErrStreamDisabled) and SetTrusted(false).
+	// The mark is taken first: the consumer may notice before UpdateTable
+	// returns.
+	mark := len(sink.events())
 	t0 := time.Now()
 	if _, err := db.UpdateTable(ctx, &dynamodb.UpdateTableInput{
 		TableName:           aws.String(table),
@@ -131,7 +134,6 @@ func TestDynamoDBLocal(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	mark := len(sink.events())
 	evs := sink.await(t, "flush and untrusted after disabling", 10*time.Second, func(evs []ev) bool {
 		return indexOf(evs, evFlush, invalidation.ErrStreamDisabled, mark) >= 0 && indexOf(evs, evUntrusted, nil, mark) >= 0
 	})
@@ -145,6 +147,7 @@ func TestDynamoDBLocal(t *testing.T) {
 	}
 
 	// Enable again: a new stream ARN, trusted again after a Flush.
+	mark = len(sink.events())
 	t0 = time.Now()
 	if _, err := db.UpdateTable(ctx, &dynamodb.UpdateTableInput{
 		TableName:           aws.String(table),
@@ -152,7 +155,6 @@ func TestDynamoDBLocal(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	mark = len(sink.events())
 	evs = sink.await(t, "trusted after re-enabling", 10*time.Second, func(evs []ev) bool {
 		return indexOf(evs, evTrusted, nil, mark) >= 0
 	})
