@@ -207,7 +207,13 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], fence
 		}
 	}
 	ttl, l1Want := c.ttls(chosen, e.notFound)
-	if lease == "" && seen == nil {
+	if lease != "" {
+		// The lease alone guards the fill: it was taken before the loader
+		// ran, and any Set or Delete since voids it. The version the miss saw
+		// may be older than the lease (a Delete in between), and must not
+		// refuse the fill, which would leave the lease held until it expires.
+		seen = nil
+	} else if seen == nil {
 		// Neither a lease nor the version the miss saw guards this fill (the
 		// L2 read failed): a Delete since the load began could not make it
 		// lose in L2, so L2 does not get it. L1 does, fenced as usual.

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/smithy-go/middleware"
+
 	"github.com/tieredcache/tieredcache/internal/ddbfault"
 	"github.com/tieredcache/tieredcache/internal/dynamolocal"
 	"github.com/tieredcache/tieredcache/l2"
@@ -292,5 +295,46 @@ func TestLeaseReleasedWhenL2RefusesTheValue(t *testing.T) {
 	}
 	if st := b.Stats(); st.LeasesAcquired != 1 || st.LeaseWaits != 0 {
 		t.Fatalf("other node took %d leases after %d waits; want the released lease at once", st.LeasesAcquired, st.LeaseWaits)
+	}
+}
+
+// TestDeleteBeforeLeaseDoesNotStrandIt: a Delete landing between a miss's L2
+// read and its lease is older than the load (the loader runs after the lease
+// is taken), so the fill must land, and the lease must not be left held for
+// others to wait out.
+func TestDeleteBeforeLeaseDoesNotStrandIt(t *testing.T) {
+	table := dynamolocal.TableName(t)
+	other := newNode(t, table, nil)
+	ctx := testContext(t)
+	var once sync.Once
+	deleteFirst := func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("tieredtest.deleteBeforeLease",
+			func(mctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				if middleware.GetOperationName(mctx) == "UpdateItem" { // the first one is AcquireLease
+					once.Do(func() {
+						if err := other.Delete(ctx, "k"); err != nil {
+							t.Errorf("Delete: %v", err)
+						}
+					})
+				}
+				return next.HandleInitialize(mctx, in)
+			}), middleware.Before)
+	}
+	cfg := awsConfig(t)
+	a := newNodeAt(t, cfg, table, func(o *tiered.Options[string]) {
+		o.DynamoDB = l2.NewClient(cfg, func(o *dynamodb.Options) { o.APIOptions = append(o.APIOptions, deleteFirst) })
+		o.LeaseTTL = time.Minute
+		o.LeaseWait = time.Minute
+	})
+	if v, err := a.GetOrLoad(ctx, "k", constLoader("fresh")); err != nil || v != "fresh" {
+		t.Fatalf("GetOrLoad = %q, %v", v, err)
+	}
+	if st := a.Stats(); st.LeasesAcquired != 1 || st.StaleFillsDropped != 0 {
+		t.Fatalf("leases %d, stale fills dropped %d: the fill after the lease should land", st.LeasesAcquired, st.StaleFillsDropped)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if v, err := other.GetOrLoad(short, "k", constLoader("other")); err != nil || v != "fresh" {
+		t.Fatalf("other node = %q, %v; want the filled value, without waiting on a stranded lease", v, err)
 	}
 }
