@@ -5,8 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/sony/gobreaker/v2"
-
 	"github.com/tieredcache/tieredcache/l1"
 	"github.com/tieredcache/tieredcache/l2"
 )
@@ -170,43 +168,12 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], fence
 			return e, nil
 		}
 	}
-	capped := l2IsDown || c.breaker.State() == gobreaker.StateOpen
-	if capped {
-		// Without L2 (and its leases) every node may reach the source: cap
-		// our share. The slot is held for the loader call only.
-		select {
-		case c.outage <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	c.stats.loads.Add(1)
-	v, chosen, err := callLoader(ctx, key, loader)
-	if capped {
-		<-c.outage
-	}
-	e := &entry[V]{value: v}
-	switch {
-	case err == nil:
-	case errors.Is(err, ErrNotFound) && c.o.NegativeTTL > 0:
-		e = &entry[V]{notFound: true}
-	default:
-		c.stats.loadErrors.Add(1)
-		if errors.Is(err, ErrLoaderPanic) {
-			c.stats.loadPanics.Add(1)
-		}
+	ld, err := c.loadSource(ctx, key, loader, l2IsDown)
+	if err != nil {
 		c.releaseLease(key, lease)
 		return nil, err
 	}
-
-	var enc []byte
-	if !e.notFound {
-		if enc, err = c.o.Codec.Encode(v); err != nil {
-			c.releaseLease(key, lease)
-			return nil, &EncodeError{Err: err}
-		}
-	}
-	ttl, l1Want := c.ttls(chosen, e.notFound)
+	e, enc, ttl, l1Want := ld.e, ld.enc, ld.ttl, ld.l1Want
 	if lease != "" {
 		// The lease alone guards the fill: it was taken before the loader
 		// ran, and any Set or Delete since voids it. The version the miss saw

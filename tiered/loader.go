@@ -2,7 +2,10 @@ package tiered
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/sony/gobreaker/v2"
 )
 
 // Loader reads a key from the source of truth. It returns ErrNotFound (or an
@@ -25,6 +28,55 @@ func SetTTL(ctx context.Context, ttl time.Duration) {
 	if c, ok := ctx.Value(ttlKey{}).(*ttlChoice); ok && ttl > 0 {
 		c.ttl = ttl
 	}
+}
+
+// loaded is one loader call's answer, ready to store.
+type loaded[V any] struct {
+	e      *entry[V]
+	enc    []byte        // the encoded value; nil for a negative entry
+	ttl    time.Duration // its L2 lifetime
+	l1Want time.Duration // its L1 lifetime (0: L1TTL)
+}
+
+// loadSource calls loader once and turns its answer into an entry to store:
+// ErrNotFound becomes a negative entry (unless NegativeTTL < 0); any other
+// error is counted and returned, as is a value the codec cannot encode. While
+// L2 is unavailable (l2IsDown, or the breaker open) every node may reach the
+// source, so the call takes one of MaxOutageLoads slots, for the call only.
+func (c *Cache[V]) loadSource(ctx context.Context, key string, loader Loader[V], l2IsDown bool) (loaded[V], error) {
+	capped := l2IsDown || c.breaker.State() == gobreaker.StateOpen
+	if capped {
+		select {
+		case c.outage <- struct{}{}:
+		case <-ctx.Done():
+			return loaded[V]{}, ctx.Err()
+		}
+	}
+	c.stats.loads.Add(1)
+	v, chosen, err := callLoader(ctx, key, loader)
+	if capped {
+		<-c.outage
+	}
+	e := &entry[V]{value: v}
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotFound) && c.o.NegativeTTL > 0:
+		e = &entry[V]{notFound: true}
+	default:
+		c.stats.loadErrors.Add(1)
+		if errors.Is(err, ErrLoaderPanic) {
+			c.stats.loadPanics.Add(1)
+		}
+		return loaded[V]{}, err
+	}
+	ld := loaded[V]{e: e}
+	if !e.notFound {
+		if ld.enc, err = c.o.Codec.Encode(v); err != nil {
+			return loaded[V]{}, &EncodeError{Err: err}
+		}
+	}
+	ld.ttl, ld.l1Want = c.ttls(chosen, e.notFound)
+	return ld, nil
 }
 
 // callLoader runs loader and turns a panic into *LoaderPanicError.

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/sony/gobreaker/v2"
-
 	"github.com/tieredcache/tieredcache/l2"
 )
 
@@ -67,35 +65,11 @@ func (c *Cache[V]) refresh(values context.Context, key string, old *entry[V], lo
 		}
 	}
 
-	capped := l2Down(gerr) || c.breaker.State() == gobreaker.StateOpen
-	if capped { // as on a miss: without L2, cap this node's share of the source
-		select {
-		case c.outage <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	c.stats.loads.Add(1)
-	v, chosen, err := callLoader(ctx, key, loader)
-	if capped {
-		<-c.outage
-	}
-	e := &entry[V]{value: v}
-	switch {
-	case err == nil:
-	case errors.Is(err, ErrNotFound) && c.o.NegativeTTL > 0:
-		e = &entry[V]{notFound: true}
-	default:
-		c.stats.loadErrors.Add(1)
+	ld, err := c.loadSource(ctx, key, loader, l2Down(gerr))
+	if err != nil {
 		return nil, err
 	}
-	var enc []byte
-	if !e.notFound {
-		if enc, err = c.o.Codec.Encode(v); err != nil {
-			return nil, &EncodeError{Err: err}
-		}
-	}
-	ttl, l1Want := c.ttls(chosen, e.notFound)
+	e, enc, ttl, l1Want := ld.e, ld.enc, ld.ttl, ld.l1Want
 	ver, err := l2Call(c, func() (int64, error) {
 		return c.l2.Refresh(ctx, key, enc, e.notFound, ttl, old.version)
 	})
