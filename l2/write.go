@@ -53,6 +53,16 @@ func (t *Table) update(ctx context.Context, op, pk string, u update, returnNew b
 	return out, t.record(cctx, op, err)
 }
 
+// versionIs returns the condition "the key's version is still v" (0: the
+// item has no version), adding the value it needs.
+func (u *update) versionIs(v int64) string {
+	if v == 0 {
+		return "attribute_not_exists(#ver)"
+	}
+	u.values[":seen"] = num(v)
+	return "#ver = :seen"
+}
+
 func usedNames(exprs string) map[string]string {
 	out := make(map[string]string, len(names))
 	for ph, name := range names {
@@ -216,12 +226,7 @@ func (t *Table) Fill(ctx context.Context, key string, value []byte, notFound boo
 		u.values[":lease"] = &types.AttributeValueMemberS{Value: lease}
 	}
 	if fo.ifVersion {
-		if fo.version == 0 {
-			u.cond += " AND attribute_not_exists(#ver)"
-		} else {
-			u.cond += " AND #ver = :seen"
-			u.values[":seen"] = num(fo.version)
-		}
+		u.cond += " AND " + u.versionIs(fo.version)
 	}
 	out, err := t.update(ctx, "Fill", pk, u, true)
 	if ccf, ok := conditionFailed(err); ok {
@@ -250,12 +255,7 @@ func (t *Table) Refresh(ctx context.Context, key string, value []byte, notFound 
 	}
 	now := t.o.Now()
 	u := entryUpdate(value, notFound, expSeconds(now, ttl))
-	if version == 0 {
-		u.cond = "attribute_not_exists(#ver)"
-	} else {
-		u.cond = "#ver = :seen"
-		u.values[":seen"] = num(version)
-	}
+	u.cond = u.versionIs(version)
 	out, err := t.update(ctx, "Refresh", pk, u, true)
 	if ccf, ok := conditionFailed(err); ok {
 		return 0, t.conflict(ccf.Item, false, now)

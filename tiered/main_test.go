@@ -123,7 +123,8 @@ func (n *node) awaitEvent(t testing.TB, key string) {
 				return
 			}
 		case <-timeout:
-			t.Fatalf("no stream event for the key within 30s")
+			st := n.Stats()
+			t.Fatalf("no stream event for the key within 30s; degraded %v, stream %+v", st.Degraded, st.Stream)
 		}
 	}
 }

@@ -49,24 +49,6 @@ func drain(ch chan string) {
 	}
 }
 
-// awaitStreamEvent is node.awaitEvent with the consumer's state in the
-// failure message.
-func awaitStreamEvent(t *testing.T, n *node, key string) {
-	t.Helper()
-	timeout := time.After(30 * time.Second)
-	for {
-		select {
-		case k := <-n.events:
-			if k == key {
-				return
-			}
-		case <-timeout:
-			st := n.Stats()
-			t.Fatalf("no stream event for the key within 30s; degraded %v, stream %+v", st.Degraded, *st.Stream)
-		}
-	}
-}
-
 // keyLoader returns "v:"+key and counts its calls.
 func keyLoader(calls *atomic.Int64) tiered.Loader[string] {
 	return func(_ context.Context, key string) (string, error) {
@@ -316,7 +298,7 @@ func TestOutageKillDynamoDBLocal(t *testing.T) {
 		if !awaitCond(30*time.Second, func() bool { err = writer.Set(ctx, key, "new"); return err == nil }) {
 			t.Fatalf("Set after recovery keeps failing: %v", err)
 		}
-		awaitStreamEvent(t, other, key)
+		other.awaitEvent(t, key)
 		t.Logf("a write on node %d reached node %d's stream consumer %v later", i, 1-i, time.Since(setAt).Round(time.Millisecond))
 		if v, err := other.Get(ctx, key); err != nil || v != "new" {
 			t.Fatalf("Get on the other node after the write = %q, %v; want new", v, err)
