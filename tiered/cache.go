@@ -111,7 +111,7 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 		view = types.StreamViewTypeNewImage
 	}
 	table, err := l2.New(l2.Options{Client: ddb, Table: o.Table, Namespace: o.Namespace, StreamView: view,
-		ConsistentRead: !o.EventuallyConsistentReads})
+		ConsistentRead: !o.EventuallyConsistentReads, CallTimeout: o.CallTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}

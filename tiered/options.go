@@ -84,6 +84,10 @@ type Options[V any] struct {
 	TTLJitter float64
 	// LoadTimeout bounds one shared load. Default DefaultLoadTimeout.
 	LoadTimeout time.Duration
+	// CallTimeout bounds how long one DynamoDB call may wait for DynamoDB to
+	// answer (see l2.Options.CallTimeout for how large answers are timed).
+	// Default l2.DefaultCallTimeout; negative: no deadline of ours.
+	CallTimeout time.Duration
 
 	// StalenessBound is T, the promise of the package doc. Default
 	// DefaultStalenessBound.
