@@ -22,44 +22,50 @@ const (
 	l1HitValueSize = 128     // bytes per value
 	l1HitZipfS     = 1.1     // Zipf exponent: a few hot keys, a long tail
 	l1HitSeqLen    = 1 << 16 // pre-generated indices per goroutine
-	// l1HitTTL is the entry TTL in both caches. Any TTL costs Ristretto a
-	// time.Now() per hit, so both sides pay it; it is long enough that nothing
-	// expires during the benchmark.
+	// l1HitTTL is the entry TTL in tiered and in the TTL'd raw Ristretto. A
+	// Ristretto TTL costs a time.Now() per hit; tiered's L1 checks expiry
+	// itself from the one monotonic clock reading its hit path also uses for
+	// trust. It is long enough that nothing expires during the benchmark.
 	l1HitTTL = tiered.DefaultL1MaxTTL
 )
 
 // BenchmarkL1Hit compares tiered.Cache[[]byte].Get on L1-resident keys with
-// a raw Ristretto v2 Get on the same keys and values, both under
-// b.RunParallel (GOMAXPROCS goroutines) with Zipf-distributed keys, in one
-// benchmark: BenchmarkL1Hit/zipf.
+// raw Ristretto v2 Gets on the same keys and values, all under b.RunParallel
+// (GOMAXPROCS goroutines) with Zipf-distributed keys, in one benchmark:
+// BenchmarkL1Hit/zipf. There are two baselines: Ristretto holding every entry
+// with a TTL (what an L1 with expiry costs when Ristretto checks it: one
+// time.Now per hit), and Ristretto holding them with none (the floor: no
+// clock read at all). Run it at -cpu 1 and -cpu 2.
 //
-// A 2-core machine shared with other work is noisy, and two long runs one
-// after the other would let a burst of noise land on one side only. So each
-// run of the sub-benchmark interleaves TC_L1HIT_ROUNDS (default 7) pairs of
-// b.RunParallel loops of b.N Gets, raw and tiered, the order alternating per
-// round, each timed on its own after a GC; the framework scales b.N so that
-// the whole takes -benchtime (each loop then lasts about benchtime/(2 x
-// rounds); raise -benchtime for longer loops). Reported, as medians over the
-// rounds:
+// A 2-core machine shared with other work is noisy, and long runs one after
+// the other would let a burst of noise land on one side only. So each run of
+// the sub-benchmark interleaves TC_L1HIT_ROUNDS (default 7) rounds of three
+// b.RunParallel loops of b.N Gets (TTL'd raw, untimed raw, tiered), in an
+// order that rotates per round, each timed on its own after a GC; the
+// framework scales b.N so that the whole takes -benchtime. Reported, as
+// medians over the rounds:
 //
 //	ns/op, allocs/op, B/op    tiered Get
-//	raw-ns/op, raw-allocs/op  raw Ristretto Get
-//	ratio                     median of the per-round ratios tiered/raw, which
-//	                          pair loops run moments apart; target <= 1.2
+//	raw-ns/op, raw-allocs/op  raw Ristretto Get of TTL'd entries
+//	untimed-ns/op             raw Ristretto Get of entries without a TTL
+//	ratio                     median of the per-round ratios tiered / TTL'd
+//	                          raw, loops run moments apart; target <= 1.0
+//	ratio-untimed             the same against untimed raw: the floor
 //	tiered-allocs/1k-op, raw-allocs/1k-op
 //	                          exact allocations per 1000 Gets: Ristretto's read
-//	                          buffer allocates a batch every 64 hits, on both
+//	                          buffer allocates a batch every 64 hits, on all
 //	                          sides alike, which allocs/op rounds down to 0
 //
 // (testing.Benchmark cannot be used for the inner measurements: it waits for
 // the lock the running benchmark holds.)
 //
 // The cache under test runs with DisableInvalidation. The hit path is the same
-// code either way (l1 Get plus one atomic load of the degraded flag, which
-// stays false while the consumer is healthy); with the consumer on, this
-// node's own warm-up writes would come back through the stream and evict keys
-// at moments we do not control, making residency, and so the measurement,
-// unstable, and its 50 ms poller would take CPU from the tiered loops only.
+// code either way (one monotonic clock reading, l1's expiry check and the
+// comparison with the trusted-until time, which is the maximum here); with the
+// consumer on, this node's own warm-up writes would come back through the
+// stream and evict keys at moments we do not control, making residency, and
+// so the measurement, unstable, and its 50 ms poller would take CPU from the
+// tiered loops only.
 func BenchmarkL1Hit(b *testing.B) {
 	rounds := envInt("TC_L1HIT_ROUNDS", 7)
 
@@ -73,7 +79,8 @@ func BenchmarkL1Hit(b *testing.B) {
 		}
 	}
 
-	raw := newRawRistretto(b, keys, values)
+	raw := newRawRistretto(b, keys, values, l1HitTTL)
+	untimed := newRawRistretto(b, keys, values, 0)
 	tc := newResidentTiered(b, keys, values)
 
 	// One sequence per goroutine RunParallel starts (GOMAXPROCS x
@@ -82,20 +89,23 @@ func BenchmarkL1Hit(b *testing.B) {
 	mask := l1HitSeqLen - 1
 	var misses atomic.Int64
 
-	rawLoop := func(b *testing.B) {
-		var next atomic.Uint32
-		b.RunParallel(func(pb *testing.PB) {
-			seq := seqs[int(next.Add(1))%len(seqs)]
-			i, miss := 0, 0
-			for pb.Next() {
-				if _, ok := raw.Get(keys[seq[i&mask]]); !ok {
-					miss++
+	rawLoopOf := func(raw *ristretto.Cache[string, []byte]) func(*testing.B) {
+		return func(b *testing.B) {
+			var next atomic.Uint32
+			b.RunParallel(func(pb *testing.PB) {
+				seq := seqs[int(next.Add(1))%len(seqs)]
+				i, miss := 0, 0
+				for pb.Next() {
+					if _, ok := raw.Get(keys[seq[i&mask]]); !ok {
+						miss++
+					}
+					i++
 				}
-				i++
-			}
-			misses.Add(int64(miss))
-		})
+				misses.Add(int64(miss))
+			})
+		}
 	}
+	rawLoop, untimedLoop := rawLoopOf(raw), rawLoopOf(untimed)
 	ctx := context.Background()
 	loader := func(context.Context, string) ([]byte, error) { return nil, errors.New("L1 hit path: never called") }
 	tieredGet := func(key string) error { _, err := tc.Get(ctx, key); return err }
@@ -124,15 +134,19 @@ func BenchmarkL1Hit(b *testing.B) {
 		loop func(*testing.B)
 	}{{"zipf", tieredLoop(tieredGet)}, {"zipf-getorload", tieredLoop(tieredGetOrLoad)}} {
 		b.Run(v.name, func(b *testing.B) {
-			var rawNs, tcNs, ratios, rawAllocs, tcAllocs, tcBytes []float64
+			var rawNs, untimedNs, tcNs, ratios, untimedRatios, rawAllocs, tcAllocs, tcBytes []float64
 			for r := range rounds {
-				var rm, tm loopCost
-				if r%2 == 0 {
-					rm, tm = measureLoop(b, rawLoop), measureLoop(b, v.loop)
-				} else {
-					tm, rm = measureLoop(b, v.loop), measureLoop(b, rawLoop)
+				// Three loops a round, in a rotating order, so that no side
+				// always runs first (or last) after the GC.
+				loops := []func(*testing.B){rawLoop, untimedLoop, v.loop}
+				var costs [3]loopCost
+				for j := range loops {
+					k := (j + r) % len(loops)
+					costs[k] = measureLoop(b, loops[k])
 				}
-				rawNs, tcNs, ratios = append(rawNs, rm.ns), append(tcNs, tm.ns), append(ratios, tm.ns/rm.ns)
+				rm, um, tm := costs[0], costs[1], costs[2]
+				rawNs, untimedNs, tcNs = append(rawNs, rm.ns), append(untimedNs, um.ns), append(tcNs, tm.ns)
+				ratios, untimedRatios = append(ratios, tm.ns/rm.ns), append(untimedRatios, tm.ns/um.ns)
 				rawAllocs, tcAllocs = append(rawAllocs, rm.allocs), append(tcAllocs, tm.allocs)
 				tcBytes = append(tcBytes, tm.bytes)
 			}
@@ -143,8 +157,10 @@ func BenchmarkL1Hit(b *testing.B) {
 			b.ReportMetric(math.Floor(median(tcAllocs)), "allocs/op")
 			b.ReportMetric(math.Floor(median(tcBytes)), "B/op")
 			b.ReportMetric(median(rawNs), "raw-ns/op")
+			b.ReportMetric(median(untimedNs), "untimed-ns/op")
 			b.ReportMetric(math.Floor(median(rawAllocs)), "raw-allocs/op")
 			b.ReportMetric(median(ratios), "ratio")
+			b.ReportMetric(median(untimedRatios), "ratio-untimed")
 			b.ReportMetric(1000*median(tcAllocs), "tiered-allocs/1k-op")
 			b.ReportMetric(1000*median(rawAllocs), "raw-allocs/1k-op")
 		})
@@ -173,12 +189,13 @@ func measureLoop(b *testing.B, loop func(*testing.B)) loopCost {
 	}
 }
 
-// newRawRistretto builds the baseline: Ristretto configured as l1 configures
+// newRawRistretto builds a baseline: Ristretto configured as l1 configures
 // it for tiered's defaults (byte budget, cost = key + value + per-item
 // overhead with IgnoreInternalCost, derived NumCounters, BufferItems, metrics
-// off), holding every key with a TTL as l1 does. l1's OnEvict/OnReject
-// callbacks are left out: they run only when Ristretto evicts or refuses.
-func newRawRistretto(b *testing.B, keys []string, values [][]byte) *ristretto.Cache[string, []byte] {
+// off), holding every key with Ristretto's own TTL ttl (0: none). l1's
+// OnEvict/OnReject callbacks are left out: they run only when Ristretto
+// evicts or refuses.
+func newRawRistretto(b *testing.B, keys []string, values [][]byte, ttl time.Duration) *ristretto.Cache[string, []byte] {
 	b.Helper()
 	c, err := ristretto.NewCache(&ristretto.Config[string, []byte]{
 		NumCounters:        rawNumCounters(tiered.DefaultL1MaxBytes),
@@ -195,7 +212,7 @@ func newRawRistretto(b *testing.B, keys []string, values [][]byte) *ristretto.Ca
 		for i, k := range keys {
 			if _, ok := c.Get(k); !ok {
 				missing++
-				c.SetWithTTL(k, values[i], int64(len(k)+len(values[i]))+l1.DefaultItemOverhead, l1HitTTL)
+				c.SetWithTTL(k, values[i], int64(len(k)+len(values[i]))+l1.DefaultItemOverhead, ttl)
 			}
 		}
 		c.Wait()

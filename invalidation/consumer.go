@@ -22,9 +22,15 @@ type Consumer struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // coordinator and monitor
 
-	// sinkMu serialises every Sink call and guards trusted.
+	// sinkMu serialises every Sink call and guards trusted, until and granted.
 	sinkMu  sync.Mutex
-	trusted bool
+	trusted bool  // trust was granted and not withdrawn (it may have lapsed: see until)
+	until   int64 // the last until given to the sink (c.nanos scale)
+	granted bool  // trust was granted at least once
+
+	// base is the origin of every caught-up time (c.nanos): a reading of
+	// Options.Now, so that differences use its monotonic clock.
+	base time.Time
 
 	events chan event // readers -> coordinator
 
@@ -43,17 +49,20 @@ type Consumer struct {
 
 type counters struct {
 	records, changes, flushes, errors, throttles, renewed, quirks, completed, lost atomic.Int64
-	lag, recordLag                                                                 atomic.Int64
-	healthy                                                                        atomic.Bool
+	recordLag                                                                      atomic.Int64
+	oldest                                                                         atomic.Int64 // oldest caught-up time, 0 if unknown
 	lastError                                                                      atomic.Pointer[string]
 }
 
 // Stats is a snapshot of the consumer's state and counters.
 type Stats struct {
-	// Healthy: the stream is known and every followed shard was drained within
-	// StaleAfter.
+	// Healthy: trust holds at the moment Stats is read: the stream is known
+	// and every followed shard completed a poll that drained it within
+	// StaleAfter (read from the clock now, not from a flag).
 	Healthy bool
-	// Trusted is the last value given to Sink.SetTrusted.
+	// Trusted: trust was granted and not withdrawn. It may have lapsed (no
+	// poll completed in time, e.g. the process was frozen); Healthy says
+	// whether it holds now.
 	Trusted bool
 	// StreamArn is the stream being followed ("" when none).
 	StreamArn string
@@ -97,6 +106,8 @@ func New(o Options) (*Consumer, error) {
 		events:   make(chan event, 64),
 		followed: map[string]*reader{},
 		pending:  map[string]int64{},
+		// Every caught-up time is after base, so none is 0 ("unknown").
+		base: o.Now().Add(-time.Hour),
 	}
 	c.co.shards = map[string]*shardState{}
 	return c, nil
@@ -104,7 +115,7 @@ func New(o Options) (*Consumer, error) {
 
 // Start finds the table's stream and puts a LATEST iterator on every open
 // shard, so every change made after Start returns is reported. It then calls
-// Sink.SetTrusted(true) and starts the background goroutines, which run until
+// Sink.TrustUntil and starts the background goroutines, which run until
 // Close (not until ctx ends: ctx bounds only Start itself).
 //
 // Transient errors (throttling, 5xx, transport errors, call timeouts) are
@@ -197,14 +208,10 @@ func (c *Consumer) Start(ctx context.Context) error {
 	c.hmu.Lock()
 	c.streamArn, c.streamOK = arn, true
 	c.hmu.Unlock()
-	c.sinkMu.Lock()
-	c.trusted = true
-	c.o.Sink.SetTrusted(true)
-	c.sinkMu.Unlock()
 	for _, r := range readers {
 		c.launch(r)
 	}
-	c.evalHealth() // Healthy and Lag are right from the start
+	c.refreshTrust() // trust from the positions just taken: Healthy from the start
 	c.wg.Add(2)
 	go c.coordinate(c.root)
 	go c.monitor(c.root)
@@ -261,16 +268,21 @@ func (c *Consumer) Close() error {
 // Stats returns a snapshot. Safe at any time.
 func (c *Consumer) Stats() Stats {
 	c.sinkMu.Lock()
-	trusted := c.trusted
+	trusted, until := c.trusted, c.until
 	c.sinkMu.Unlock()
+	now := c.nanos(c.o.Now())
+	var lag int64
+	if oldest := c.st.oldest.Load(); oldest != 0 {
+		lag = now - oldest
+	}
 	c.hmu.Lock()
 	arn, n := c.streamArn, len(c.followed)
 	c.hmu.Unlock()
 	s := Stats{
-		Healthy:          c.st.healthy.Load(),
+		Healthy:          trusted && now < until,
 		Trusted:          trusted,
 		StreamArn:        arn,
-		Lag:              time.Duration(c.st.lag.Load()),
+		Lag:              time.Duration(lag),
 		RecordLag:        time.Duration(c.st.recordLag.Load()),
 		Shards:           n,
 		ShardsCompleted:  c.st.completed.Load(),
@@ -299,13 +311,16 @@ func (c *Consumer) lostTrack(reason error, untrust bool) {
 	c.st.flushes.Add(1)
 	c.o.Sink.Flush(reason)
 	if untrust {
-		c.st.healthy.Store(false)
-	}
-	if untrust && c.trusted {
-		c.trusted = false
-		c.o.Sink.SetTrusted(false)
+		c.withdrawTrust()
 	}
 }
+
+// nanos puts t on the scale of caught-up times: nanoseconds since base
+// (monotonic when both carry a monotonic reading).
+func (c *Consumer) nanos(t time.Time) int64 { return int64(t.Sub(c.base)) }
+
+// at is the inverse of nanos; the result carries base's monotonic reading.
+func (c *Consumer) at(n int64) time.Time { return c.base.Add(time.Duration(n)) }
 
 // noteErr counts an API error and keeps its text for Stats (AWS error messages
 // carry no item keys).

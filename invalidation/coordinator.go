@@ -227,7 +227,7 @@ func (c *Consumer) dropStream(reason error) {
 }
 
 // setupStream starts following arn from LATEST on its open shards. Trust comes
-// back through the monitor (Flush, then SetTrusted(true)) once the iterators
+// back through refreshTrust (Flush, then TrustUntil) once the iterators
 // are in place.
 func (c *Consumer) setupStream(ctx context.Context, arn string) {
 	shards, err := c.describeAll(ctx, arn, nil)
@@ -543,7 +543,7 @@ func (c *Consumer) schedule() {
 		case unknown:
 			caught = 0 // its backlog is unknown: healthy once it is drained
 		case caught == 0:
-			caught = c.o.Now().UnixNano()
+			caught = c.nanos(c.o.Now())
 		}
 		st.unknownStart = false
 		r := c.co.newReader(st.id, types.ShardIteratorTypeTrimHorizon)

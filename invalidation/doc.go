@@ -17,7 +17,8 @@
 //     an iterator that expired or broke before any record was handled, a new
 //     stream ARN, the stream disabled, a shard that vanished before it was read
 //     to its end, a record that cannot be decoded), Flush is called at once, and
-//     SetTrusted(false) too unless the loss was a single undecodable record.
+//     trust is withdrawn (TrustUntil with a zero time) too unless the loss was a
+//     single undecodable record.
 //   - A shard whose calls answer ResourceNotFoundException is given up (Flush
 //     with ErrPositionLost) only when DescribeTable still names the same stream
 //     and the shard has been missing from at least two full DescribeStream
@@ -29,12 +30,18 @@
 //     fix (access denied, unrecognised credentials, no such table, an invalid
 //     request); it retries throttling, 5xx and transport errors until its ctx
 //     ends.
-//   - The consumer is healthy when the stream is known and every followed shard
-//     has completed a poll that drained it (a page that was not full) within
-//     StaleAfter. SetTrusted(false) is called as soon as it is not healthy; when it
-//     is healthy again, Flush and then SetTrusted(true) are called, in that order,
-//     after the new positions are in place. So while trusted, every change older
-//     than StaleAfter (plus the stream's own propagation delay) has been reported.
+//   - Trust is a deadline, not a flag: after each poll that drained a shard,
+//     TrustUntil gets the oldest caught-up time of all shards (the start of
+//     the last draining poll) plus StaleAfter. A sink compares it with its own
+//     clock reading at each use, so trust lapses by itself when polls stop
+//     completing, even while no goroutine of this package runs (a frozen
+//     process). Trust is withdrawn at once (a zero until) when the position
+//     is lost or the stream is gone. When trust is granted again after a
+//     withdrawal or a lapse, the sink gets TrustUntil(zero) if it did not
+//     already, then Flush(ErrRecovered), then the new until, in that order,
+//     after the new positions are in place. So while trusted, every change
+//     older than StaleAfter (plus the stream's own propagation delay) has been
+//     reported.
 //   - Sink methods are never called concurrently with each other, and never
 //     after Close returns.
 //

@@ -123,7 +123,7 @@ func TestDynamoDBLocal(t *testing.T) {
 		t.Fatalf("flush during normal operation: %v", summary(evs))
 	}
 
-	// Disable the stream: Flush(ErrStreamDisabled) and SetTrusted(false).
+	// Disable the stream: Flush(ErrStreamDisabled) and trust withdrawn.
 	// The mark is taken first: the consumer may notice before UpdateTable
 	// returns.
 	mark := len(sink.events())

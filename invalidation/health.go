@@ -2,11 +2,13 @@ package invalidation
 
 import (
 	"context"
+	"math"
 	"time"
 )
 
-// monitor re-evaluates health often enough to notice staleness within about a
-// tenth of StaleAfter.
+// monitor re-evaluates trust often enough to notice, within about a tenth of
+// StaleAfter, that it lapsed (for Stats and the log: readers see the lapse by
+// themselves, from the clock).
 func (c *Consumer) monitor(ctx context.Context) {
 	defer c.wg.Done()
 	every := min(max(c.o.StaleAfter/10, 5*time.Millisecond), 100*time.Millisecond)
@@ -17,27 +19,31 @@ func (c *Consumer) monitor(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.evalHealth()
+			c.refreshTrust()
 		}
 	}
 }
 
-// evalHealth updates Healthy and Lag and moves trust. It holds sinkMu across
-// the evaluation so that a concurrent loss (which resets a shard's caught-up
-// time before taking sinkMu) is ordered after any trust it grants.
-func (c *Consumer) evalHealth() {
+// refreshTrust recomputes trust from every shard's caught-up time and gives
+// it to the sink: until = the oldest caught-up time + StaleAfter. Readers
+// compare until with their own clock reading, so trust lapses by itself when
+// no poll completes in time, even when this goroutine does not run (a frozen
+// process); this only moves until and says so when trust is withdrawn or
+// granted again. Granting after a withdrawal or a lapse flushes first. It
+// holds sinkMu throughout, so that a concurrent loss (which resets a shard's
+// caught-up time before taking sinkMu) is ordered after any trust it grants.
+func (c *Consumer) refreshTrust() {
 	c.sinkMu.Lock()
 	defer c.sinkMu.Unlock()
-	now := c.o.Now().UnixNano()
+	now := c.nanos(c.o.Now())
 	c.hmu.Lock()
-	healthy := c.streamOK && len(c.followed)+len(c.pending) > 0
-	var lag int64
+	ok := c.streamOK && len(c.followed)+len(c.pending) > 0
+	oldest := int64(math.MaxInt64)
 	note := func(caught int64) {
 		if caught == 0 {
-			healthy = false
-			return
+			ok = false
 		}
-		lag = max(lag, now-caught)
+		oldest = min(oldest, caught)
 	}
 	for _, r := range c.followed {
 		note(r.caught.Load())
@@ -46,19 +52,36 @@ func (c *Consumer) evalHealth() {
 		note(caught)
 	}
 	c.hmu.Unlock()
-	if lag > int64(c.o.StaleAfter) {
-		healthy = false
+	if !ok {
+		c.st.oldest.Store(0)
+		c.withdrawTrust()
+		return
 	}
-	c.st.lag.Store(lag)
-	c.st.healthy.Store(healthy)
-	switch {
-	case !healthy && c.trusted:
-		c.trusted = false
-		c.o.Sink.SetTrusted(false)
-	case healthy && !c.trusted:
+	c.st.oldest.Store(oldest)
+	until := oldest + int64(c.o.StaleAfter)
+	if until <= now {
+		c.withdrawTrust()
+		return
+	}
+	if c.granted && (!c.trusted || c.until <= now) {
+		// Trust was withdrawn, or lapsed unseen (this process was frozen, or
+		// starved): what was cached meanwhile may be stale. A lapse is
+		// withdrawn first, so the sink sees withdraw, flush, grant.
+		c.withdrawTrust()
 		c.st.flushes.Add(1)
 		c.o.Sink.Flush(ErrRecovered)
-		c.trusted = true
-		c.o.Sink.SetTrusted(true)
+	}
+	c.trusted, c.granted = true, true
+	if until != c.until {
+		c.until = until
+		c.o.Sink.TrustUntil(c.at(until))
+	}
+}
+
+// withdrawTrust tells the sink, at once, to stop trusting. Callers hold sinkMu.
+func (c *Consumer) withdrawTrust() {
+	if c.trusted {
+		c.trusted, c.until = false, 0
+		c.o.Sink.TrustUntil(time.Time{})
 	}
 }

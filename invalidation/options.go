@@ -60,8 +60,8 @@ type Options struct {
 	// PollInterval is the pause between GetRecords calls on a shard when the
 	// previous call returned no records. Default DefaultPollInterval.
 	PollInterval time.Duration
-	// StaleAfter: the consumer is unhealthy (and calls SetTrusted(false)) when a
-	// followed shard has not been drained for this long. Default DefaultStaleAfter.
+	// StaleAfter is the trust window: trust lasts until StaleAfter after the
+	// start of the oldest of the shards' last draining polls (Sink.TrustUntil). Default DefaultStaleAfter.
 	StaleAfter time.Duration
 	// DescribeInterval is the DescribeTable period. Default DefaultDescribeInterval.
 	DescribeInterval time.Duration

@@ -111,7 +111,7 @@ func (c *Consumer) getIterator(ctx context.Context, r *reader) (ended bool, err 
 		r.anchor, r.anchorAt = r.resume, t0
 	}
 	if r.resume == types.ShardIteratorTypeLatest {
-		r.caught.Store(t0.UnixNano())
+		r.caught.Store(c.nanos(t0))
 	}
 	return false, nil
 }
@@ -247,7 +247,9 @@ func (c *Consumer) read(ctx context.Context, r *reader) {
 		r.misses = 0
 		c.deliver(r, out.Records)
 		if len(out.Records) < pageLimit && pageBytes(out.Records) < drainedBytes {
-			r.caught.Store(t0.UnixNano())
+			// Drained as of t0: every record written before the call is handled.
+			r.caught.Store(c.nanos(t0))
+			c.refreshTrust()
 		}
 		if out.NextShardIterator == nil {
 			c.send(ctx, event{kind: evEnded, r: r})

@@ -34,10 +34,20 @@ type Sink interface {
 	// Flush means the consumer may have missed changes: drop everything cached.
 	// reason is one of the Err* sentinels below (possibly wrapped).
 	Flush(reason error)
-	// SetTrusted reports whether cached entries may be served. It is only called
-	// when the value changes; Start calls SetTrusted(true) before it returns, so a
-	// sink should begin untrusted.
-	SetTrusted(trusted bool)
+	// TrustUntil says until when cached entries may be served: every change
+	// made before until minus StaleAfter has been reported (give or take the
+	// stream's own propagation delay). until carries a monotonic clock reading
+	// when Options.Now does (time.Now does), so compare it with the sink's own
+	// clock reading at the moment of each use, never through a flag: a process
+	// frozen past until must not serve on trust granted before the freeze.
+	//
+	// It is called after each poll that drained a shard, with the oldest
+	// caught-up time of all shards plus StaleAfter, so it may move backwards
+	// as well as forwards (a shard added or lost); a zero until withdraws trust
+	// at once. Start calls it before it returns, so a sink should begin
+	// untrusted. When trust is granted after it had been withdrawn or had
+	// lapsed, Flush(ErrRecovered) comes first.
+	TrustUntil(until time.Time)
 }
 
 // Reasons passed to Sink.Flush, and errors from Start.
@@ -55,7 +65,8 @@ var (
 	// ErrBadRecord: a record without a usable partition key.
 	ErrBadRecord = errors.New("invalidation: undecodable stream record")
 	// ErrRecovered: the consumer is healthy again after a period of not being
-	// trusted; whatever was cached meanwhile may be stale.
+	// trusted (trust withdrawn, or lapsed because no poll completed in time, as
+	// when the process was frozen); whatever was cached meanwhile may be stale.
 	ErrRecovered = errors.New("invalidation: recovered after being unhealthy")
 	// ErrClosed is returned by Start after Close.
 	ErrClosed = errors.New("invalidation: consumer closed")

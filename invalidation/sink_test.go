@@ -44,7 +44,9 @@ type recSink struct {
 	evs    []ev
 	notify chan struct{}
 	inCall atomic.Bool // detects concurrent calls, which the consumer promises never to make
-	t      testing.TB
+	// trusting is the sink's trust state (TrustUntil records transitions only).
+	trusting atomic.Bool
+	t        testing.TB
 }
 
 func newSink(t testing.TB) *recSink { return &recSink{notify: make(chan struct{}), t: t} }
@@ -64,10 +66,16 @@ func (s *recSink) add(e ev) {
 
 func (s *recSink) Changed(c invalidation.Change) { s.add(ev{kind: evChanged, change: c}) }
 func (s *recSink) Flush(reason error)            { s.add(ev{kind: evFlush, reason: reason}) }
-func (s *recSink) SetTrusted(b bool) {
-	if b {
+
+// TrustUntil records transitions only: evTrusted when trust is granted after
+// none or a withdrawal, evUntrusted when it is withdrawn (renewals of a held
+// trust are not events).
+func (s *recSink) TrustUntil(until time.Time) {
+	was := s.trusting.Swap(!until.IsZero())
+	switch {
+	case !until.IsZero() && !was:
 		s.add(ev{kind: evTrusted})
-	} else {
+	case until.IsZero() && was:
 		s.add(ev{kind: evUntrusted})
 	}
 }

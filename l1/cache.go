@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"github.com/dgraph-io/ristretto/v2"
+
+	"github.com/tieredcache/tieredcache/internal/mono"
 )
 
 // Cache is a byte-budgeted, TTL-bounded in-process cache of V by string key,
@@ -17,10 +19,11 @@ import (
 // immutable.
 type Cache[V any] struct {
 	// Read-mostly fields used by Get, apart from everything writers write.
-	rc         *ristretto.Cache[string, V]
+	rc         *ristretto.Cache[string, slot[V]]
 	readers    []readerStripe
 	readerMask uint32
 	closed     atomic.Bool
+	clock      func() int64 // nil: mono.Now
 	_          [readerStripeSize]byte
 
 	opts   resolved
@@ -38,6 +41,15 @@ type Cache[V any] struct {
 	counters counters
 }
 
+// slot is what Ristretto stores for a key: the value and when it expires, on
+// the Clock's scale. Ristretto's own TTLs are not used: they cost a wall-clock
+// read (time.Now) on every Get of an entry that has one, while the caller of
+// GetAt has usually read the clock already and shares that one reading.
+type slot[V any] struct {
+	v   V
+	exp int64
+}
+
 // New returns a Cache configured by o (zero fields take their defaults). Bad
 // options give an *OptionsError (errors.Is(err, ErrInvalidOptions)). The
 // Cache runs Ristretto's goroutines until Close.
@@ -50,9 +62,10 @@ func New[V any](o Options) (*Cache[V], error) {
 		opts:   r,
 		fences: make([]fenceStripe, fenceStripes),
 		seed:   maphash.MakeSeed(),
+		clock:  o.Clock,
 	}
 	c.readers, c.readerMask = newReaderStripes()
-	c.rc, err = ristretto.NewCache(&ristretto.Config[string, V]{
+	c.rc, err = ristretto.NewCache(&ristretto.Config[string, slot[V]]{
 		NumCounters: r.numCounters,
 		MaxCost:     r.maxBytes,
 		BufferItems: r.bufferItems,
@@ -72,14 +85,30 @@ func New[V any](o Options) (*Cache[V], error) {
 	return c, nil
 }
 
+// Now reads the Cache's clock (Options.Clock; by default the process's
+// monotonic clock, internal/mono): nanoseconds on the scale GetAt, PeekAt and
+// expiries use.
+func (c *Cache[V]) Now() int64 {
+	if c.clock != nil {
+		return c.clock()
+	}
+	return mono.Now()
+}
+
 // Get returns the value stored for key and true, or the zero V and false if
-// there is none, it has expired, or the Cache is closed.
+// there is none, it has expired, or the Cache is closed. It is GetAt(key,
+// c.Now()).
+func (c *Cache[V]) Get(key string) (V, bool) { return c.GetAt(key, c.Now()) }
+
+// GetAt is Get at time now, a reading of Now that the caller took (and may use
+// for its own checks too, so that one clock read serves both): an entry whose
+// expiry is not after now is not returned.
 //
-// Get allocates nothing (beyond Ristretto's own amortised read-buffer batch,
+// GetAt allocates nothing (beyond Ristretto's own amortised read-buffer batch,
 // about one allocation per 64 Gets per P), takes no lock other than
 // Ristretto's shard read lock, and writes no memory word shared by all
 // cores: its counters are striped (see readers.go).
-func (c *Cache[V]) Get(key string) (V, bool) {
+func (c *Cache[V]) GetAt(key string, now int64) (V, bool) {
 	r := &c.readers[readerIndex()&c.readerMask]
 	r.enters.Add(1)
 	if c.closed.Load() {
@@ -88,18 +117,27 @@ func (c *Cache[V]) Get(key string) (V, bool) {
 		var zero V
 		return zero, false
 	}
-	v, ok := c.rc.Get(key)
-	if !ok {
-		r.misses.Add(1)
+	s, ok := c.rc.Get(key)
+	if ok && s.exp > now {
+		r.exits.Add(1)
+		return s.v, true
 	}
+	r.misses.Add(1)
 	r.exits.Add(1)
-	return v, ok
+	if ok {
+		c.dropExpired(key, now)
+	}
+	var zero V
+	return zero, false
 }
 
 // Peek is Get without counting a hit or a miss in Stats: for a caller's own
 // bookkeeping reads (a re-check before a fill, a version comparison), so that
 // the hit ratio counts only lookups made for a reader.
-func (c *Cache[V]) Peek(key string) (V, bool) {
+func (c *Cache[V]) Peek(key string) (V, bool) { return c.PeekAt(key, c.Now()) }
+
+// PeekAt is Peek at time now (see GetAt).
+func (c *Cache[V]) PeekAt(key string, now int64) (V, bool) {
 	r := &c.readers[readerIndex()&c.readerMask]
 	r.enters.Add(1)
 	r.peeks.Add(1)
@@ -108,9 +146,29 @@ func (c *Cache[V]) Peek(key string) (V, bool) {
 		var zero V
 		return zero, false
 	}
-	v, ok := c.rc.Get(key)
+	s, ok := c.rc.Get(key)
 	r.exits.Add(1)
-	return v, ok
+	if !ok || s.exp <= now {
+		var zero V
+		return zero, false
+	}
+	return s.v, true
+}
+
+// dropExpired removes key's entry if it is still the one that expired by
+// now, so that expired entries give their budget back without waiting for
+// Ristretto to evict them. Under the stripe lock, as every write: a write of
+// key racing this one is never undone.
+func (c *Cache[V]) dropExpired(key string, now int64) {
+	_, st, ok := c.lock(key)
+	if !ok {
+		return
+	}
+	defer st.mu.Unlock()
+	if s, ok := c.rc.Get(key); ok && s.exp <= now {
+		c.rc.Del(key)
+		c.counters.expirations.Add(1)
+	}
 }
 
 // Wait blocks until every store Ristretto has buffered is applied. The

@@ -153,8 +153,8 @@ func TestCloseWaitsForGetInside(t *testing.T) {
 	// still open, so the Get's call into it (which with BufferItems 1
 	// pushes to the policy's channel every time) must work.
 	for range 100 {
-		if v, ok := c.rc.Get("k"); !ok || v != 7 {
-			t.Fatalf("Ristretto Get during Close = %d, %v", v, ok)
+		if v, ok := c.rc.Get("k"); !ok || v.v != 7 {
+			t.Fatalf("Ristretto Get during Close = %d, %v", v.v, ok)
 		}
 	}
 	// A non-event cannot be awaited: give a wrong Close ample time to
@@ -164,8 +164,8 @@ func TestCloseWaitsForGetInside(t *testing.T) {
 		t.Fatal("Close returned while a Get was inside Ristretto")
 	case <-time.After(200 * time.Millisecond):
 	}
-	if v, ok := c.rc.Get("k"); !ok || v != 7 {
-		t.Fatalf("Ristretto closed under a Get in flight: Get = %d, %v", v, ok)
+	if v, ok := c.rc.Get("k"); !ok || v.v != 7 {
+		t.Fatalf("Ristretto closed under a Get in flight: Get = %d, %v", v.v, ok)
 	}
 	r.exits.Add(1) // the Get leaves
 	<-closed

@@ -53,7 +53,12 @@ type Fence struct {
 	stripe uint32 // stripe index + 1; 0 in the zero Fence
 	gen    uint64
 	epoch  uint64
+	at     int64 // Now when taken
 }
+
+// Taken is when the Fence was taken, on Now's scale: the value a fill stores
+// was read no earlier than this.
+func (f Fence) Taken() int64 { return f.at }
 
 func (c *Cache[V]) stripeOf(key string) (uint32, *fenceStripe) {
 	i := uint32(maphash.String(c.seed, key)) & (fenceStripes - 1)
@@ -78,7 +83,7 @@ func (c *Cache[V]) lock(key string) (uint32, *fenceStripe, bool) {
 // the Fill fail.
 func (c *Cache[V]) BeginFill(key string) Fence {
 	i, s := c.stripeOf(key)
-	return Fence{stripe: i + 1, gen: s.gen.Load(), epoch: c.epoch.Load()}
+	return Fence{stripe: i + 1, gen: s.gen.Load(), epoch: c.epoch.Load(), at: c.Now()}
 }
 
 // valid reports, under the stripe lock, whether f still admits a write.
@@ -164,6 +169,9 @@ func (c *Cache[V]) Replace(key string, v V, size int64, ttl time.Duration, newer
 	}
 	defer s.mu.Unlock()
 	old, found := c.rc.Get(key)
+	if found && old.exp <= c.Now() {
+		found = false
+	}
 	if !found {
 		s.gen.Add(1)
 		return false
@@ -171,7 +179,7 @@ func (c *Cache[V]) Replace(key string, v V, size int64, ttl time.Duration, newer
 	// Either way the fence moves: a fill in flight may carry a value older
 	// than the entry kept, as well as than v.
 	s.gen.Add(1)
-	if !newer(old) {
+	if !newer(old.v) {
 		return false
 	}
 	return c.store(key, v, size, ttl)
@@ -239,7 +247,8 @@ func (c *Cache[V]) store(key string, v V, size int64, ttl time.Duration) bool {
 		c.rc.Del(key)
 		return false
 	}
-	if !c.rc.SetWithTTL(key, v, cost, c.opts.entryTTL(ttl)) {
+	// No Ristretto TTL: Get checks exp itself (see slot).
+	if !c.rc.Set(key, slot[V]{v: v, exp: c.Now() + int64(c.opts.entryTTL(ttl))}, cost) {
 		// Only a new key's Set can be dropped (buffer full): key had
 		// no entry and still has none.
 		c.counters.dropped.Add(1)
@@ -257,8 +266,8 @@ func (c *Cache[V]) store(key string, v V, size int64, ttl time.Duration) bool {
 	return true
 }
 
-// resident reports whether Ristretto's store holds a live entry for key,
-// without touching the admission policy's counters as Get would.
+// resident reports whether Ristretto's store holds an entry for key, without
+// touching the admission policy's counters as Get would.
 func (c *Cache[V]) resident(key string) bool {
 	_, ok := c.rc.GetTTL(key)
 	return ok

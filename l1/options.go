@@ -66,6 +66,10 @@ type Options struct {
 	// BufferItems is the size of Ristretto's per-P Get buffers. 0 means
 	// DefaultBufferItems.
 	BufferItems int64
+	// Clock returns the time in nanoseconds on a monotonic scale; entries
+	// expire by it. Nil means the process's monotonic clock (internal/mono),
+	// read directly, with no call through this field: set it only in tests.
+	Clock func() int64
 }
 
 // resolved is Options with defaults applied and checked.

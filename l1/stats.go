@@ -72,12 +72,12 @@ type paddedCounter struct {
 
 // onEvict is Ristretto's OnEvict callback. It runs on Ristretto's goroutine
 // (or inside Clear): it only counts, never calls back into the cache.
-// Ristretto passes an Expiration only for entries removed by its TTL
-// cleanup; victims of the eviction policy carry none.
-func (c *Cache[V]) onEvict(item *ristretto.Item[V]) {
+// Entries carry their own expiry (slot): a victim of the eviction policy
+// that had already expired counts as an expiration.
+func (c *Cache[V]) onEvict(item *ristretto.Item[slot[V]]) {
 	switch {
 	case c.counters.clearing.Load():
-	case item.Expiration.IsZero():
+	case item.Value.exp > c.Now():
 		c.counters.evictions.Add(1)
 	default:
 		c.counters.expirations.Add(1)
@@ -86,7 +86,7 @@ func (c *Cache[V]) onEvict(item *ristretto.Item[V]) {
 
 // onReject is Ristretto's OnReject callback (same rules as onEvict): the
 // admission policy refused a new entry, or its cost exceeds the budget.
-func (c *Cache[V]) onReject(*ristretto.Item[V]) { c.counters.rejected.Add(1) }
+func (c *Cache[V]) onReject(*ristretto.Item[slot[V]]) { c.counters.rejected.Add(1) }
 
 // Stats returns a snapshot of the counters. After Close, BytesUsed and Items
 // are 0.
@@ -112,7 +112,7 @@ func (c *Cache[V]) Stats() Stats {
 		return s
 	}
 	s.BytesUsed = c.rc.MaxCost() - c.rc.RemainingCost()
-	c.rc.IterValues(func(V) bool {
+	c.rc.IterValues(func(slot[V]) bool {
 		s.Items++
 		return false
 	})

@@ -3,6 +3,7 @@ package l1
 import (
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -75,25 +76,33 @@ func TestBudget(t *testing.T) {
 	mustMiss(t, c, "big") // the older value must not survive the write
 }
 
-// TestExpirationsCounted waits for Ristretto's TTL cleanup (it runs every
-// 2.5s over 5s buckets) to remove an expired entry, and checks it is counted
-// as an expiration, not an eviction.
+// TestExpirationsCounted checks that a Get of an expired entry misses, counts
+// one expiration (not an eviction) and gives the entry's bytes back to the
+// budget at once, on a fake clock.
 func TestExpirationsCounted(t *testing.T) {
-	if testing.Short() {
-		t.Skip("waits up to 15s for Ristretto's cleanup")
-	}
 	t.Parallel()
-	c := newTest[int](t, Options{})
-	c.Set("k", 1, 1, 10*time.Millisecond)
-	deadline := time.Now().Add(15 * time.Second)
-	for c.Stats().Expirations == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no expiration counted after 15s: %+v", c.Stats())
-		}
-		time.Sleep(100 * time.Millisecond) // polling a counter Ristretto's ticker moves
+	var now atomic.Int64
+	now.Store(1)
+	c := newTest[int](t, Options{Clock: now.Load, Jitter: NoJitter})
+	if !c.Set("k", 1, 1, 10*time.Millisecond) {
+		t.Fatal("Set: not stored")
 	}
-	if s := c.Stats(); s.Expirations != 1 || s.Evictions != 0 {
-		t.Fatalf("Stats = %+v; want 1 expiration, 0 evictions", s)
+	c.Wait()
+	if s := c.Stats(); s.BytesUsed == 0 || s.Items != 1 {
+		t.Fatalf("after Set: %+v", s)
+	}
+	now.Add(int64(10*time.Millisecond) - 1)
+	if v, ok := c.Get("k"); !ok || v != 1 {
+		t.Fatalf("Get 1ns before expiry = %v, %v", v, ok)
+	}
+	now.Add(1)
+	mustMiss(t, c, "k")
+	if _, ok := c.Peek("k"); ok {
+		t.Fatal("Peek returned an expired entry")
+	}
+	c.Wait()
+	if s := c.Stats(); s.Expirations != 1 || s.Evictions != 0 || s.BytesUsed != 0 || s.Items != 0 {
+		t.Fatalf("Stats = %+v; want 1 expiration, 0 evictions, 0 bytes, 0 items", s)
 	}
 }
 

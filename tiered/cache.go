@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -26,10 +27,19 @@ import (
 // Cache is a two-tier cache of values of type V. See the package doc for what
 // it guarantees. Create one with New; the zero value is not usable.
 type Cache[V any] struct {
-	// The L1-hit path reads these two only: keep them on one cache line,
-	// away from anything written.
-	l1       *l1.Cache[*entry[V]]
-	degraded atomic.Bool // see below
+	// The L1-hit path reads these three only: keep them on one cache line,
+	// away from anything written often.
+	l1 *l1.Cache[*entry[V]]
+	// trustedUntil is when trust in L1 lapses, on l1's clock (internal/mono):
+	// the stream consumer moves it forward after each complete poll of every
+	// shard (Sink.TrustUntil). A hit compares it with its own clock reading,
+	// so a process that was frozen, and whose consumer has not polled since,
+	// never serves an old entry on the strength of trust granted before the
+	// freeze. MaxInt64 with DisableInvalidation.
+	trustedUntil atomic.Int64
+	// halfT is StalenessBound/2 in nanoseconds: the trust window, and the
+	// age below which an entry is served while trust has lapsed.
+	halfT int64
 
 	o        Options[V]
 	l2       *l2.Table
@@ -44,11 +54,10 @@ type Cache[V any] struct {
 	// that neither loads a key the other already is (getmany.go).
 	loads loadRegistry[V]
 
-	// degraded (above) is set while the stream consumer has been unhealthy
-	// for longer than StalenessBound/2: L1 entries older than that are then
-	// not served.
-
 	stats counters
+	// trusting is the trust state the sink last saw (for the log and
+	// degraded episodes only; the hit path reads trustedUntil).
+	trusting atomic.Bool
 
 	life     sync.RWMutex // guards closed + wg.Add against Close
 	closed   bool
@@ -64,8 +73,11 @@ type entry[V any] struct {
 	value    V
 	version  int64
 	notFound bool
-	stored   int64 // unix nanoseconds when this node stored it
-	// refreshAt is when a hit starts a refresh-ahead (unix nanoseconds; 0:
+	// stored is when the value was known current, on l1's clock: when the
+	// fill that read it began (its fence was taken), so never later than the
+	// L2 read or load it came from.
+	stored int64
+	// refreshAt is when a hit starts a refresh-ahead (l1's clock; 0:
 	// never). refreshing makes that happen once per entry.
 	refreshAt  int64
 	refreshing atomic.Bool
@@ -74,14 +86,14 @@ type entry[V any] struct {
 	err error
 }
 
-// stamp records when e is stored in L1 for l1TTL, and when refresh-ahead
-// starts for it (jittered, so keys stored together refresh apart).
-func (c *Cache[V]) stamp(e *entry[V], l1TTL time.Duration) {
-	now := time.Now().UnixNano()
-	e.stored = now
+// stamp records that e's value was known current at at (l1's clock), and
+// when refresh-ahead starts for it (jittered, so keys stored together refresh
+// apart).
+func (c *Cache[V]) stamp(e *entry[V], at int64, l1TTL time.Duration) {
+	e.stored = at
 	if c.o.RefreshAhead > 0 && l1TTL > 0 {
 		soft := float64(l1TTL) * c.o.RefreshAhead * (1 - c.o.TTLJitter*rand.Float64())
-		e.refreshAt = now + int64(soft)
+		e.refreshAt = c.l1.Now() + int64(soft)
 	}
 }
 
@@ -130,6 +142,7 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 	c := &Cache[V]{
 		o:      o,
 		l1:     l1c,
+		halfT:  int64(o.StalenessBound / 2),
 		l2:     table,
 		outage: make(chan struct{}, o.MaxOutageLoads),
 		owner:  newOwnerID(),
@@ -137,7 +150,9 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 	c.closeCtx, c.cancel = context.WithCancel(context.Background())
 	c.breaker = newBreaker(o, &c.stats)
 
-	if !o.DisableInvalidation {
+	if o.DisableInvalidation {
+		c.trustedUntil.Store(math.MaxInt64)
+	} else {
 		streams := o.Streams
 		if streams == nil {
 			streams = dynamodbstreams.NewFromConfig(cfg, func(so *dynamodbstreams.Options) {

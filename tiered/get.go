@@ -12,7 +12,7 @@ import (
 // Get returns the value of key from L1, else from L2, else ErrNotFound. It
 // never calls a loader. Concurrent misses of one key share one L2 read.
 func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
-	if e, ok := c.l1.Get(key); ok && c.servable(e) {
+	if e, ok := c.lookup(key); ok {
 		return e.result()
 	}
 	return c.miss(ctx, key, nil)
@@ -27,7 +27,7 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 // the loader is cached for NegativeTTL. A DynamoDB failure never fails the
 // call while the loader works.
 func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, loader Loader[V]) (V, error) {
-	if e, ok := c.l1.Get(key); ok && c.servable(e) {
+	if e, ok := c.lookup(key); ok {
 		if e.refreshAt != 0 && loader != nil { // refresh-ahead is on
 			c.refreshAhead(ctx, key, e, loader)
 		}
@@ -40,19 +40,36 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, loader Loader[V]) 
 	return c.miss(ctx, key, loader)
 }
 
-// servable says whether an L1 entry may be served: always while the stream
-// consumer is healthy; only if younger than T/2 while it is not.
-func (c *Cache[V]) servable(e *entry[V]) bool {
-	return !c.degraded.Load() || c.youngEnough(e) // small enough to inline on the hit path
+// lookup is the L1-hit path of every reader's lookup (Get, GetOrLoad,
+// GetMany). One clock reading serves both checks: the entry's expiry (in l1)
+// and trust. An entry L1 holds is served while trust holds at that reading;
+// once trust has lapsed (the consumer has not completed a poll of every shard
+// within T/2: it is failing, or this process was frozen), only entries younger
+// than T/2 are, until the consumer has caught up (and flushed). A lapsed
+// entry found is counted as a bypass, not as a hit.
+func (c *Cache[V]) lookup(key string) (*entry[V], bool) {
+	now := c.l1.Now()
+	e, ok := c.l1.GetAt(key, now)
+	if ok && (now < c.trustedUntil.Load() || now-e.stored < c.halfT) {
+		return e, true
+	}
+	if ok {
+		c.stats.degradedBypasses.Add(1)
+	}
+	return nil, false
 }
 
-// youngEnough is servable in degraded mode: only entries younger than T/2.
-func (c *Cache[V]) youngEnough(e *entry[V]) bool {
-	if time.Now().UnixNano()-e.stored < int64(c.o.StalenessBound/2) {
-		return true
-	}
-	c.stats.degradedBypasses.Add(1)
-	return false
+// peek is lookup for the cache's own re-checks (before a fill): nothing is
+// counted.
+func (c *Cache[V]) peek(key string) (*entry[V], bool) {
+	now := c.l1.Now()
+	e, ok := c.l1.PeekAt(key, now)
+	return e, ok && c.servableAt(e, now)
+}
+
+// servableAt says whether an L1 entry may be served at now (see lookup).
+func (c *Cache[V]) servableAt(e *entry[V], now int64) bool {
+	return now < c.trustedUntil.Load() || now-e.stored < c.halfT
 }
 
 func (e *entry[V]) result() (V, error) {
@@ -117,8 +134,9 @@ func (c *Cache[V]) flight(callerCtx context.Context, key string, loader Loader[V
 	fence := c.l1.BeginFill(key)
 	// A flight that ended just before this one began may have filled L1.
 	var stale *entry[V] // the last value known, for StaleIfError
-	if e, ok := c.l1.Peek(key); ok {
-		if c.servable(e) {
+	now := c.l1.Now()
+	if e, ok := c.l1.PeekAt(key, now); ok {
+		if c.servableAt(e, now) {
 			return e, nil
 		}
 		stale = e
@@ -239,7 +257,7 @@ func (c *Cache[V]) fillL1(key string, fence l1.Fence, e *entry[V], size int64, t
 	if l1ttl <= 0 {
 		return // the L2 item expired meanwhile: serve it, do not keep it
 	}
-	c.stamp(e, l1ttl)
+	c.stamp(e, fence.Taken(), l1ttl)
 	if c.l1.Fill(key, fence, e, size, l1ttl) {
 		c.l1.Wait()
 	}

@@ -145,7 +145,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 			continue
 		}
 		seen[k] = struct{}{}
-		if e, ok := c.l1.Get(k); ok && c.servable(e) {
+		if e, ok := c.lookup(k); ok {
 			if !e.notFound {
 				found[k] = e.value
 			}
@@ -381,7 +381,7 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 	var read []string
 	for i, k := range b.keys {
 		fences[i] = c.l1.BeginFill(k)
-		if e, ok := c.l1.Peek(k); ok && c.servable(e) {
+		if e, ok := c.peek(k); ok {
 			b.calls[i].e = e
 			continue
 		}

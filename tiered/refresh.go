@@ -15,7 +15,7 @@ import (
 // miss: on the caller's context values (cancellation dropped), with its own
 // LoadTimeout.
 func (c *Cache[V]) refreshAhead(callerCtx context.Context, key string, e *entry[V], loader Loader[V]) {
-	if time.Now().UnixNano() < e.refreshAt || !e.refreshing.CompareAndSwap(false, true) {
+	if c.l1.Now() < e.refreshAt || !e.refreshing.CompareAndSwap(false, true) {
 		return
 	}
 	if !c.track() {

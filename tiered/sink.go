@@ -3,6 +3,7 @@ package tiered
 import (
 	"time"
 
+	"github.com/tieredcache/tieredcache/internal/mono"
 	"github.com/tieredcache/tieredcache/invalidation"
 	"github.com/tieredcache/tieredcache/l2"
 )
@@ -67,7 +68,7 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 	if ttl <= 0 {
 		return false // expired meanwhile
 	}
-	c.stamp(e, ttl)
+	c.stamp(e, c.l1.Now(), ttl)
 	replaced := c.l1.Replace(key, e, int64(len(item.Value)), ttl, func(old *entry[V]) bool {
 		return old.version < item.Version
 	})
@@ -93,15 +94,21 @@ func (s sink[V]) Flush(reason error) {
 	s.c.o.Logger.Warn("tieredcache: L1 flushed: lost track of the stream", "reason", reason)
 }
 
-// SetTrusted switches degraded mode: while untrusted, L1 entries older than
-// StalenessBound/2 are not served.
-func (s sink[V]) SetTrusted(trusted bool) {
-	if s.c.degraded.Swap(!trusted) == trusted { // state changed
-		if trusted {
-			s.c.o.Logger.Info("tieredcache: stream healthy again; L1 trusted")
-		} else {
-			s.c.stats.degradedEpisodes.Add(1)
-			s.c.o.Logger.Warn("tieredcache: stream consumer unhealthy; serving only young L1 entries")
+// TrustUntil moves the deadline the hit path compares its clock reading
+// with (see Cache.trustedUntil). A zero until withdraws trust. It also keeps
+// Stats' degraded episodes and the log, from the transitions it sees.
+func (s sink[V]) TrustUntil(until time.Time) {
+	c := s.c
+	if until.IsZero() {
+		c.trustedUntil.Store(0)
+		if c.trusting.Swap(false) {
+			c.stats.degradedEpisodes.Add(1)
+			c.o.Logger.Warn("tieredcache: stream consumer unhealthy; serving only young L1 entries")
 		}
+		return
+	}
+	c.trustedUntil.Store(mono.Of(until))
+	if !c.trusting.Swap(true) {
+		c.o.Logger.Info("tieredcache: stream healthy; L1 trusted")
 	}
 }

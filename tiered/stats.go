@@ -46,9 +46,9 @@ type Stats struct {
 	Invalidations    uint64 // L1 entries dropped because the stream said the key changed
 	Replacements     uint64 // L1 entries replaced in place (ReplaceOnChange)
 	Flushes          uint64 // whole-L1 flushes (lost track of the stream)
-	Degraded         bool   // the stream consumer is unhealthy: only young L1 entries are served
-	DegradedEpisodes uint64 // times the cache entered degraded mode
-	DegradedBypasses uint64 // L1 entries found but not served (older than T/2 in degraded mode); those a reader's lookup found count in L1.Hits too
+	Degraded         bool   // trust in L1 does not hold now (read from the clock): only young L1 entries are served
+	DegradedEpisodes uint64 // times trust was withdrawn (the stream consumer unhealthy, or a lapse seen on recovery)
+	DegradedBypasses uint64 // L1 entries a reader's lookup found but did not serve (older than T/2 while trust had lapsed); counted in L1.Misses, not L1.Hits
 	// Record age at invalidation: now minus the record's
 	// ApproximateCreationDateTime. Coarse: AWS rounds that time down to the
 	// second and DynamoDB Local to the minute, so these overstate the lag (by
@@ -120,7 +120,7 @@ func (c *Cache[V]) Stats() Stats {
 		Invalidations:     s.invalidations.Load(),
 		Replacements:      s.replacements.Load(),
 		Flushes:           s.flushes.Load(),
-		Degraded:          c.degraded.Load(),
+		Degraded:          c.l1.Now() >= c.trustedUntil.Load(),
 		DegradedEpisodes:  s.degradedEpisodes.Load(),
 		DegradedBypasses:  s.degradedBypasses.Load(),
 	}
@@ -130,6 +130,10 @@ func (c *Cache[V]) Stats() Stats {
 		st.LagMean = s.lagSum / time.Duration(s.lagN)
 	}
 	s.lagMu.Unlock()
+	// A bypassed entry was found by L1 but not served: for the reader, a miss.
+	byp := min(st.DegradedBypasses, st.L1.Hits)
+	st.L1.Hits -= byp
+	st.L1.Misses += byp
 	if c.consumer != nil {
 		cs := c.consumer.Stats()
 		st.Stream = &cs

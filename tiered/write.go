@@ -42,7 +42,7 @@ func (c *Cache[V]) SetWithTTL(ctx context.Context, key string, value V, ttl time
 	}
 	e := &entry[V]{value: value, version: ver}
 	l1ttl := c.l1TTL(l1Want, time.Now().Add(l2TTL))
-	c.stamp(e, l1ttl)
+	c.stamp(e, fence.Taken(), l1ttl)
 	// If another write of key reached us (through the stream) while ours was
 	// in flight, we cannot tell which is newer: drop the key instead.
 	c.l1.SetFenced(key, fence, e, int64(len(enc)), l1ttl)
