@@ -10,7 +10,11 @@
 //     budget is refused.
 //   - Lifetime: an entry stored with ttl (ttl <= 0: Options.TTL) is never
 //     returned more than min(ttl, Options.MaxTTL) after the write that stored
-//     it; jitter only shortens it, uniformly down to (1-Jitter) of it.
+//     it (by Options.Clock, monotonic by default; GetAt and PeekAt take the
+//     caller's reading of it); jitter only shortens it, uniformly down to
+//     (1-Jitter) of it. An expired entry found by a Get is removed at once,
+//     giving its bytes back; until then it counts against the budget like
+//     any other, so expired entries never hold memory beyond MaxBytes.
 //   - Visibility: a write method returns true only once Get sees its value,
 //     and false leaves no value of its own behind. (Ristretto alone applies
 //     new keys asynchronously; see fence.go.)
@@ -21,7 +25,9 @@
 //     misses and writes return false. Ristretto's goroutines are stopped
 //     when Close returns.
 //   - Hit path: Get allocates nothing of its own, takes no lock beyond
-//     Ristretto's, and writes only striped counters (readers.go).
+//     Ristretto's, writes only striped counters (readers.go), and reads the
+//     clock once (none with GetAt): expiry is checked by l1, not by Ristretto,
+//     whose TTLs cost a wall-clock read per Get.
 //   - Accounting: drops (Ristretto's set buffer full), admission refusals,
 //     fenced fills, evictions and expirations are counted in Stats.
 //

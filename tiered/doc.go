@@ -19,10 +19,14 @@
 //   - Staleness bound: while the stream consumer is healthy, no node serves a
 //     value more than Options.StalenessBound (T) after a newer write was
 //     acknowledged anywhere, provided DynamoDB publishes stream records within
-//     T/2 (typically well under a second). When the consumer has been unhealthy
-//     for T/2, L1 entries older than T/2 are no longer served until it
-//     recovers and L1 is flushed; every L1 entry dies within L1MaxTTL whatever
-//     happens.
+//     T/2 (typically well under a second). Trust is decided on each read from
+//     a monotonic clock reading compared with a trusted-until time that the
+//     consumer moves forward after each poll that drains a shard (the oldest
+//     such poll's start + T/2): once it has lapsed (the consumer is failing,
+//     or the process was frozen), L1 entries older than T/2 are not served
+//     until the consumer catches up and L1 is flushed, even before any
+//     background goroutine has run again. Every L1 entry dies within L1MaxTTL
+//     whatever happens.
 //   - No stale fill: a fill that began before an invalidation of its key never
 //     lands after it in L1, nor (with leases) in L2.
 //   - Outages: a DynamoDB failure never fails a GetOrLoad whose loader works.

@@ -75,7 +75,6 @@ func newNodeAt(t testing.TB, cfg aws.Config, table string, tweak func(*tiered.Op
 		CreateTable: true,
 		AWS:         &cfg,
 		DynamoDB:    ddb,
-		CallTimeout: 5 * time.Second, // a loaded CI machine; tests of the default deadline set their own
 		OnInvalidate: func(key string, _ time.Time) {
 			select {
 			case n.events <- key:
