@@ -80,7 +80,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.Endpoint, "endpoint", "", "use this DynamoDB endpoint (e.g. a running DynamoDB Local) instead of starting DynamoDB Local")
 	fs.StringVar(&c.SummaryJSON, "summary-json", "", "also write the final per-node stats to this file as JSON")
 	fs.StringVar(&c.LogDir, "log-dir", "", "also write each node's log (warnings: breaker, stream, flushes) to <dir>/<node>.log")
-	fs.IntVar(&c.Freeze, "freeze", 0, "freeze node n1 (SIGSTOP) this many times for -freeze-for, resuming it (SIGCONT) -freeze-gap apart; "+
+	fs.IntVar(&c.Freeze, "freeze", 0, "freeze node n1 this many times: SIGSTOP, -freeze-for later SIGCONT, then at least -freeze-gap of running; "+
 		"n1 then only reads, the other nodes only write (a Set every 0.5 s each), -keys defaults to 1, and the run ends after the last freeze (-duration is ignored)")
 	fs.DurationVar(&c.FreezeFor, "freeze-for", 5*time.Second, "how long each -freeze lasts")
 	fs.DurationVar(&c.FreezeGap, "freeze-gap", 2*time.Second, "how long n1 runs between two freezes (at least; the next freeze also waits until n1 has read again)")
