@@ -31,6 +31,9 @@ type config struct {
 	Endpoint      string
 	SummaryJSON   string
 	LogDir        string
+	Freeze        int           // -freeze: how many times node n1 is frozen (0 = never)
+	FreezeFor     time.Duration // how long each freeze lasts
+	FreezeGap     time.Duration // how long n1 runs between freezes
 
 	// Hidden: set by the parent for its node processes.
 	Child          bool
@@ -38,10 +41,21 @@ type config struct {
 	Table          string
 	SourceTable    string
 	SourceEndpoint string // "" = the cache's endpoint
+	Role           string // -freeze: "reader" (n1) or "writer" (the others); "" otherwise
 }
 
 // hiddenFlags are left out of -help: they are the parent's business.
-var hiddenFlags = map[string]bool{"child": true, "node": true, "table": true, "source-table": true, "source-endpoint": true}
+var hiddenFlags = map[string]bool{"child": true, "node": true, "table": true, "source-table": true, "source-endpoint": true, "role": true}
+
+// Roles of the nodes under -freeze.
+const (
+	roleReader = "reader" // n1: reads only, and is the node that is frozen
+	roleWriter = "writer" // the others: one Set every freezeWriteEvery, no reads
+)
+
+// freezeWriteEvery is how often each writer node writes under -freeze: about
+// every 0.5 s, as in the scenario of issue 8 (T = 2 s by default).
+const freezeWriteEvery = 500 * time.Millisecond
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
@@ -66,11 +80,16 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.Endpoint, "endpoint", "", "use this DynamoDB endpoint (e.g. a running DynamoDB Local) instead of starting DynamoDB Local")
 	fs.StringVar(&c.SummaryJSON, "summary-json", "", "also write the final per-node stats to this file as JSON")
 	fs.StringVar(&c.LogDir, "log-dir", "", "also write each node's log (warnings: breaker, stream, flushes) to <dir>/<node>.log")
+	fs.IntVar(&c.Freeze, "freeze", 0, "freeze node n1 this many times: SIGSTOP, -freeze-for later SIGCONT, then at least -freeze-gap of running; "+
+		"n1 then only reads, the other nodes only write (a Set every 0.5 s each), -keys defaults to 1, and the run ends after the last freeze (-duration is ignored)")
+	fs.DurationVar(&c.FreezeFor, "freeze-for", 5*time.Second, "how long each -freeze lasts")
+	fs.DurationVar(&c.FreezeGap, "freeze-gap", 2*time.Second, "how long n1 runs between two freezes (at least; the next freeze also waits until n1 has read again)")
 	fs.BoolVar(&c.Child, "child", false, "run as one node (internal)")
 	fs.StringVar(&c.Node, "node", "", "node name (internal)")
 	fs.StringVar(&c.Table, "table", "", "cache table (internal)")
 	fs.StringVar(&c.SourceTable, "source-table", "", "source-of-truth table (internal)")
 	fs.StringVar(&c.SourceEndpoint, "source-endpoint", "", "source-of-truth endpoint (internal)")
+	fs.StringVar(&c.Role, "role", "", "node role under -freeze (internal)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: demo [flags]\n\n"+
 			"Starts DynamoDB Local, runs -nodes processes that share one tieredcache table under a Zipf\n"+
@@ -88,6 +107,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if c.Freeze > 0 && !c.Child {
+		keysSet := false
+		fs.Visit(func(f *flag.Flag) { keysSet = keysSet || f.Name == "keys" })
+		if !keysSet {
+			c.Keys = 1 // one hot key: every read after a resume is of a key written during the freeze
+		}
 	}
 	return c, c.validate()
 }
@@ -122,6 +148,16 @@ func (c config) validate() error {
 		return errors.New("-outage must be shorter than half of -duration")
 	case c.LoaderLatency < 0 || c.Staleness < 0:
 		return errors.New("durations must not be negative")
+	case c.Freeze < 0 || c.FreezeFor < 0 || c.FreezeGap < 0:
+		return errors.New("-freeze, -freeze-for and -freeze-gap must not be negative")
+	case c.Freeze > 0 && c.Nodes < 2:
+		return errors.New("-freeze needs at least 2 nodes (n1 reads and is frozen, the others write)")
+	case c.Freeze > 0 && c.FreezeFor <= 0:
+		return errors.New("-freeze-for must be positive")
+	case c.Freeze > 0 && c.Outage > 0:
+		return errors.New("-freeze and -outage cannot be combined")
+	case c.Role != "" && c.Role != roleReader && c.Role != roleWriter:
+		return fmt.Errorf("unknown -role %q", c.Role)
 	case c.Interval < 10*time.Millisecond:
 		return errors.New("-interval must be at least 10ms")
 	case c.Child && (c.Node == "" || c.Table == "" || c.SourceTable == ""):
@@ -130,9 +166,19 @@ func (c config) validate() error {
 	return nil
 }
 
-// childArgs are the flags a node process gets.
+// childArgs are the flags a node process gets. Under -freeze, node n1 is
+// the reader and the others are writers, each with its own workload.
 func (c config) childArgs(node string) []string {
+	if c.Freeze > 0 {
+		if node == "n1" {
+			c.Role, c.WritePct = roleReader, 0
+		} else {
+			c.Role, c.WritePct, c.DeletePct, c.Workers = roleWriter, 100, 0, 1
+			c.Rate = int(time.Second / freezeWriteEvery)
+		}
+	}
 	return []string{
+		"-role", c.Role,
 		"-child", "-node", node, "-table", c.Table, "-source-table", c.SourceTable,
 		"-keys", strconv.Itoa(c.Keys),
 		"-l1-bytes", strconv.FormatInt(c.L1Bytes, 10),
@@ -149,6 +195,6 @@ func (c config) childArgs(node string) []string {
 		"-source-endpoint", c.SourceEndpoint,
 		"-interval", c.Interval.String(),
 		// The parent ends the workload; this is only the node's own backstop.
-		"-duration", (c.Duration + 2*time.Minute).String(),
+		"-duration", (c.Duration + time.Duration(c.Freeze)*(c.FreezeFor+c.FreezeGap+time.Minute) + 2*time.Minute).String(),
 	}
 }

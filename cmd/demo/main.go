@@ -16,6 +16,10 @@
 // violation. The demo exits non-zero when a node fails or a violation is
 // found.
 //
+// With -freeze N, node n1 only reads and the others only write, and the
+// parent freezes n1 (SIGSTOP, then SIGCONT) N times: the summary shows, per
+// resume, whether n1 served reads staler than T (issue 8, item 1).
+//
 //	go run ./cmd/demo -nodes 3 -duration 30s
 //	make demo DEMO_ARGS='-nodes 4 -duration 1m -write-pct 5'
 package main

@@ -42,6 +42,7 @@ type node struct {
 	lag   *ackLag
 	out   *lineWriter
 	begin time.Time
+	fz    *freezeLog // -freeze, on the reader only
 
 	stopping atomic.Bool
 	seq      atomic.Uint64
@@ -80,6 +81,14 @@ func runNode(cfg config, stdin io.Reader, stdout, stderr io.Writer) int {
 			latency: cfg.LoaderLatency,
 		},
 	}
+	onInvalidate := n.lag.evicted
+	if cfg.Role == roleReader {
+		n.fz = &freezeLog{}
+		onInvalidate = func(key string, created time.Time) {
+			n.fz.evicted()
+			n.lag.evicted(key, created)
+		}
+	}
 	n.cache, err = tiered.New(ctx, tiered.Options[string]{
 		Table:           cfg.Table,
 		AWS:             &awsCfg,
@@ -90,7 +99,7 @@ func runNode(cfg config, stdin io.Reader, stdout, stderr io.Writer) int {
 		L1TTL:           cfg.L1TTL,
 		L1MaxTTL:        max(cfg.L1TTL, tiered.DefaultL1MaxTTL),
 		Logger:          logger,
-		OnInvalidate:    n.lag.evicted,
+		OnInvalidate:    onInvalidate,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "node %s: %v\n", cfg.Node, err)
@@ -165,6 +174,9 @@ func runNode(cfg config, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	n.check.finish()
 	final := n.stats(true)
+	if n.fz != nil {
+		final.Freezes = n.fz.reports(n.check.h.T, n.check.h.Violations())
+	}
 	if err := n.cache.Close(); err != nil {
 		fmt.Fprintf(stderr, "node %s: close: %v\n", cfg.Node, err)
 		return 1
@@ -193,12 +205,19 @@ func (n *node) readParent(r io.Reader, start, finish, eof chan struct{}) {
 			}
 		case msgFinish:
 			finishOnce.Do(func() { close(finish) })
+		case msgResumed:
+			if m.F != nil && n.fz != nil {
+				n.fz.frozen(*m.F)
+			}
 		}
 	}
 }
 
 func (n *node) noteAck(a ackMsg) {
 	n.check.addAck(a)
+	if n.fz != nil && !a.Uncertain {
+		n.fz.acked(a.End)
+	}
 	if !a.Uncertain {
 		n.lag.ack(a.Key, a.Start, a.End)
 	}
@@ -250,6 +269,9 @@ func (n *node) read(key string) {
 		return
 	}
 	n.check.addRead(history.Read{Node: n.cfg.Node, Key: key, Value: v, Found: found, Start: start, End: end})
+	if n.fz != nil {
+		n.fz.read(start)
+	}
 }
 
 func (n *node) write(key string, del bool) {

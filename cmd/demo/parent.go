@@ -164,6 +164,9 @@ type runner struct {
 	server *dynamolocal.Server
 	outage outage
 	forced bool // ... twice
+
+	// -freeze: n1 stopped and continued on a schedule.
+	freeze *freezer
 }
 
 func (r *runner) loop() int {
@@ -204,6 +207,10 @@ func (r *runner) loop() int {
 		c.in.push(mustLine(message{T: msgStart}))
 	}
 	runFor := time.After(r.cfg.Duration)
+	if r.cfg.Freeze > 0 {
+		r.freeze = newFreezer(r.cfg, r.children, r.stderr)
+		runFor = nil // the run ends with the freeze schedule
+	}
 	var outageAt <-chan time.Time
 	if r.cfg.Outage > 0 && r.server != nil {
 		outageAt = time.After(r.cfg.Duration / 3)
@@ -213,6 +220,7 @@ func (r *runner) loop() int {
 		select {
 		case <-outageAt:
 			r.outage.start(r.server, r.cfg.Outage, r.stderr)
+		case <-r.freeze.timerC():
 		case e := <-r.events:
 			r.handle(e)
 		case <-tick.C:
@@ -225,6 +233,9 @@ func (r *runner) loop() int {
 		}
 		if r.all(func(c *child) bool { return c.exited }) {
 			running = false // every node failed: nothing left to watch
+		}
+		if r.freeze.step(time.Now()) {
+			running = false
 		}
 	}
 	return r.shutdown()
@@ -242,6 +253,9 @@ func (r *runner) spawn() error {
 		cmd := exec.Command(exe, r.cfg.childArgs(name)...)
 		cmd.Env = env
 		cmd.SysProcAttr = nodeProcAttr()
+		if r.cfg.Freeze > 0 && i == 0 {
+			cmd.SysProcAttr = frozenNodeProcAttr()
+		}
 		c := &child{name: name, cmd: cmd, stderr: &tailBuffer{max: nodeStderrKeep}}
 		cmd.Stderr = c.stderr
 		if r.cfg.LogDir != "" {
@@ -348,6 +362,9 @@ func (r *runner) phase() string {
 	if o := r.outage.state(); o != "" {
 		p += " · " + o
 	}
+	if f := r.freeze.phase(); f != "" {
+		p += " · " + f
+	}
 	return p
 }
 
@@ -366,6 +383,7 @@ func (r *runner) basePhase() string {
 // wait for the exits. A second Ctrl-C kills them at once.
 func (r *runner) shutdown() int {
 	r.view.stopped = time.Now()
+	r.freeze.release() // a stopped node would not see its SIGTERM
 	for _, c := range r.children {
 		if !c.exited {
 			_ = c.cmd.Process.Signal(syscall.SIGTERM)
@@ -449,6 +467,10 @@ func (r *runner) report() int {
 	r.view.outage = r.outage.state()
 	r.view.summary(sum, r.interrupted)
 	printViolations(r.stdout, r.children)
+	printFreezes(r.stdout, r.cfg, r.children, r.view.staleness())
+	if r.freeze.failed() {
+		failed = true
+	}
 	if r.cfg.SummaryJSON != "" {
 		if err := writeSummaryJSON(r.cfg.SummaryJSON, r.cfg, sum, r.children, !failed); err != nil {
 			fmt.Fprintf(r.stderr, "demo: %v\n", err)

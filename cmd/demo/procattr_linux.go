@@ -8,3 +8,12 @@ import "syscall"
 func nodeProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 }
+
+// frozenNodeProcAttr is nodeProcAttr for the node that -freeze stops: a
+// stopped process keeps a SIGTERM pending until it is continued, so if the
+// parent dies while the node is frozen, only SIGKILL ends it.
+func frozenNodeProcAttr() *syscall.SysProcAttr {
+	a := nodeProcAttr()
+	a.Pdeathsig = syscall.SIGKILL
+	return a
+}

@@ -10,3 +10,6 @@ import "syscall"
 func nodeProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
+
+// frozenNodeProcAttr is nodeProcAttr for the node that -freeze stops.
+func frozenNodeProcAttr() *syscall.SysProcAttr { return nodeProcAttr() }

@@ -4,7 +4,8 @@ package main
 //
 //	node → parent (stdout): ready, stats (every interval), ack (one per
 //	                        acknowledged or uncertain write), drained, final
-//	parent → node (stdin):  start, ack (every other node's writes), finish
+//	parent → node (stdin):  start, ack (every other node's writes), finish,
+//	                        resumed (-freeze: the reader was frozen, now resumed)
 //
 // A node's stderr is kept by the parent and shown only if the node fails.
 
@@ -19,12 +20,22 @@ const (
 	msgDrained = "drained" // node: workload stopped, every ack of ours is out
 	msgFinish  = "finish"  // parent: every node drained and every ack relayed
 	msgFinal   = "final"   // node: last stats, after the final check
+	msgResumed = "resumed" // parent: -freeze: you were frozen from F.Stop to F.Cont
 )
 
 type message struct {
 	T     string     `json:"t"`
 	Stats *nodeStats `json:"s,omitempty"`
 	Ack   *ackMsg    `json:"a,omitempty"`
+	F     *freezeMsg `json:"f,omitempty"`
+}
+
+// freezeMsg is one freeze of the reader (-freeze), in Unix nanoseconds: Stop
+// was taken after SIGSTOP was sent, Cont before SIGCONT was, so every read
+// that started after Cont ran after the freeze.
+type freezeMsg struct {
+	Stop int64 `json:"stop"`
+	Cont int64 `json:"cont"`
 }
 
 // ackMsg is one write as the staleness checker needs it. Times are Unix
@@ -94,6 +105,9 @@ type nodeStats struct {
 	Violations int      `json:"violations"`
 	Unverified int      `json:"unverified"` // reads of a write whose outcome is unknown
 	Samples    []string `json:"violation_samples,omitempty"`
+
+	// -freeze, on the reader, final stats only: what happened after each resume.
+	Freezes []freezeReport `json:"freezes,omitempty"`
 }
 
 func (s *nodeStats) requests() uint64 { return s.Reads + s.Sets + s.Deletes }

@@ -107,8 +107,16 @@ func (v *view) header(phase string) []string {
 	return []string{
 		fmt.Sprintf("tieredcache demo · %d nodes · %s keys (Zipf s=%g) · %g%% writes (%g%% of them deletes) · rate cap %s per node · T=%v · %s",
 			c.Nodes, num(uint64(c.Keys)), c.ZipfS, c.WritePct, c.DeletePct, rate, v.staleness(), mode),
-		fmt.Sprintf("DynamoDB at %s · table %s · %s %v / %v", v.endpoint, c.Table, phase, v.elapsed(), c.Duration),
+		fmt.Sprintf("DynamoDB at %s · table %s · %s %v / %s", v.endpoint, c.Table, phase, v.elapsed(), v.planned()),
 	}
+}
+
+// planned is how long the run is meant to last.
+func (v *view) planned() string {
+	if v.cfg.Freeze > 0 {
+		return fmt.Sprintf("%d freezes of n1 for %v", v.cfg.Freeze, v.cfg.FreezeFor)
+	}
+	return v.cfg.Duration.String()
 }
 
 // tableLines is the terminal drawing: traffic, then coherence.
