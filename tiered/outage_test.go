@@ -259,7 +259,7 @@ func TestOutageKillDynamoDBLocal(t *testing.T) {
 	}
 
 	// Every acknowledged Set is in the table: none was lost silently.
-	tbl, err := l2.New(l2.Options{Client: l2.NewClient(cfg), Table: table})
+	tbl, err := l2.New(l2.Options{Client: l2.NewClient(cfg), Table: table, CallTimeout: testCallTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,6 +500,7 @@ func TestSlowDynamoDBBoundsLatency(t *testing.T) {
 	n := newNodeAt(t, cfg, table, func(o *tiered.Options[string]) {
 		o.DynamoDB = l2.NewClient(cfg, inj.Options)
 		o.BreakerCooldown = cooldown
+		o.CallTimeout = 0 // the production default is under test
 	})
 	ctx := testContext(t)
 	inj.Add(ddbfault.Rule{Op: "GetItem", Latency: slow})
@@ -658,6 +659,7 @@ func TestCallerDeadlinesDoNotOpenTheBreaker(t *testing.T) {
 	n := newNodeAt(t, cfg, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
 		o.DynamoDB = l2.NewClient(cfg, inj.Options)
 		o.BreakerFailures = 3
+		o.CallTimeout = 0 // the production default is under test
 	})
 	ctx := testContext(t)
 	inj.Add(ddbfault.Rule{Op: "UpdateItem", Latency: 200 * time.Millisecond}) // slower than the callers allow, within CallTimeout
