@@ -213,6 +213,21 @@ func TestOutageKillDynamoDBLocal(t *testing.T) {
 	downAt := time.Now()
 	getsAtDown := load.gets.Load()
 	time.Sleep(outage)
+	// The outage lasts until it has been felt, however slowly a loaded
+	// machine runs the load: every breaker opened, a GetOrLoad and a failed
+	// Set both wholly inside it.
+	felt := func() bool {
+		for i, n := range nodes {
+			if n.Stats().BreakerOpens <= opensBefore[i] {
+				return false
+			}
+		}
+		return load.getsDown.Load() > 0 && load.setsDownFailed.Load() > 0
+	}
+	if !awaitCond(recoverLimit, felt) {
+		t.Errorf("the outage was not felt within %v more: %d GetOrLoads and %d failed Sets wholly inside it",
+			recoverLimit, load.getsDown.Load(), load.setsDownFailed.Load())
+	}
 	for i, n := range nodes {
 		st := n.Stats()
 		if st.BreakerOpens <= opensBefore[i] {
