@@ -5,7 +5,7 @@ DEMO_ARGS ?=
 BENCH     ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all deps test demo bench vet fmt clean
+.PHONY: all deps test test-loaded demo bench vet fmt clean
 
 all: test
 
@@ -22,6 +22,21 @@ vet:
 test: deps vet
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(GO) test -race -count=100 -timeout 10m -run 'TestStaleSetRaceLeavesNoStaleEntry|TestFillRacingDeleteNeverResurrects|TestFillFencedInL1WhenL2CannotTell|TestFillRacingSetServesTheNewerValue' ./tiered/
+
+# `make test` while two CPU-burning processes run beside it: the suite must not
+# depend on how much work fits in a fixed time. The burners are killed however
+# make test ends (trap on EXIT, INT, TERM), and its exit status is kept.
+test-loaded:
+	@set -u; \
+	burn1=; burn2=; \
+	stop() { for p in $$burn1 $$burn2; do kill $$p 2>/dev/null; wait $$p 2>/dev/null; done; }; \
+	trap 'stop' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	sh -c 'while :; do :; done' & burn1=$$!; \
+	sh -c 'while :; do :; done' & burn2=$$!; \
+	echo "test-loaded: CPU burners $$burn1 $$burn2 running beside make test"; \
+	status=0; $(MAKE) test || status=$$?; \
+	echo "test-loaded: make test exited with status $$status"; \
+	exit $$status
 
 demo: deps
 	$(GO) run ./cmd/demo $(DEMO_ARGS)

@@ -85,7 +85,7 @@ func TestDynamoDBLocal(t *testing.T) {
 		time.Sleep(rand.N(invalidation.DefaultPollInterval))
 		key := "k" + time.Now().Format("150405.000000") + string(rune('a'+i%26))
 		acked := put(key)
-		evs := sink.awaitKeys(t, 5*time.Second, key)
+		evs := sink.awaitKeys(t, 30*time.Second, key)
 		lat = append(lat, changedAt(evs, key).Sub(acked))
 	}
 	slices.Sort(lat)
@@ -93,8 +93,12 @@ func TestDynamoDBLocal(t *testing.T) {
 	t.Logf("DynamoDB Local ApproximateCreationDateTime sample: %v (now %v)", first.Created, time.Now())
 	t.Logf("write acknowledged -> Changed over %d writes: p50 %v, p90 %v, max %v",
 		n, lat[n/2], lat[n*9/10], lat[n-1])
-	if lat[n*9/10] > 500*time.Millisecond {
-		t.Errorf("p90 write->Changed %v with a 50ms poll interval", lat[n*9/10])
+	// The figures above are the measurement (bench/lag_test.go has the
+	// benchmark). The bound is the cache's default staleness bound T (2 s):
+	// a loaded machine may be slow, but a change announced later than T
+	// would break the cache's promise, whatever the machine.
+	if lat[n*9/10] > 2*time.Second {
+		t.Errorf("p90 write->Changed %v with a 50ms poll interval, beyond the default T of 2s", lat[n*9/10])
 	}
 
 	// A delete is a REMOVE.
@@ -111,7 +115,7 @@ func TestDynamoDBLocal(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	sink.await(t, "REMOVE gone", 5*time.Second, func(evs []ev) bool {
+	sink.await(t, "REMOVE gone", 30*time.Second, func(evs []ev) bool {
 		for _, e := range evs {
 			if e.kind == evChanged && e.change.PartitionKey == "gone" && e.change.EventName == "REMOVE" {
 				return true
@@ -164,7 +168,7 @@ func TestDynamoDBLocal(t *testing.T) {
 		t.Errorf("want a Flush right before trust returns: %v", summary(evs[mark:]))
 	}
 	acked := put("after-reenable")
-	evs = sink.awaitKeys(t, 5*time.Second, "after-reenable")
+	evs = sink.awaitKeys(t, 30*time.Second, "after-reenable")
 	t.Logf("first write on the new stream -> Changed after %v", changedAt(evs, "after-reenable").Sub(acked))
 	st := c.Stats()
 	t.Logf("stats: %+v", st)

@@ -187,7 +187,9 @@ func TestStartGivesUpWhenContextEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	// Long enough for several retries (backoff ≤ MaxBackoff, 100 ms) even
+	// on a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	err = c.Start(ctx)
 	var se *invalidation.StartError

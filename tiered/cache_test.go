@@ -250,7 +250,9 @@ func TestLoaderChoosesTTL(t *testing.T) {
 	var loads atomic.Int64
 	short := func(ctx context.Context, key string) (string, error) {
 		loads.Add(1)
-		tiered.SetTTL(ctx, time.Second) // whole seconds: the table's TTL attribute is in seconds
+		// Whole seconds: the table's TTL attribute is in seconds. Three, so
+		// that the second read below comes within the TTL on a loaded machine.
+		tiered.SetTTL(ctx, 3*time.Second)
 		return fmt.Sprint("v", loads.Load()), nil
 	}
 	if v, _ := n.GetOrLoad(ctx, "k", short); v != "v1" {
@@ -259,13 +261,13 @@ func TestLoaderChoosesTTL(t *testing.T) {
 	if v, _ := n.GetOrLoad(ctx, "k", short); v != "v1" || loads.Load() != 1 {
 		t.Fatalf("within TTL: %q after %d loads; want cached v1", v, loads.Load())
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for loads.Load() == 1 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond) // waiting for wall-clock expiry, not for an event
 		_, _ = n.GetOrLoad(ctx, "k", short)
 	}
 	if loads.Load() < 2 {
-		t.Fatalf("an entry with a 1s TTL was still served after 10s")
+		t.Fatalf("an entry with a 3s TTL was still served after 30s")
 	}
 }
 
@@ -341,7 +343,9 @@ func TestCloseIsSafeTwiceAndAlongsideCalls(t *testing.T) {
 // (not L2TTL capped at L1MaxTTL), while L2 keeps them for L2TTL.
 func TestL1TTLAppliesToEveryEntry(t *testing.T) {
 	n := newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
-		o.L1TTL = 300 * time.Millisecond
+		// Long enough that the fresh reads below come within it on a loaded
+		// machine (a Set runs between the first fill and them).
+		o.L1TTL = 3 * time.Second
 		o.TTLJitter = -1
 		o.DisableInvalidation = true // no own-record evictions: expiry alone is under test
 	})
@@ -361,7 +365,7 @@ func TestL1TTLAppliesToEveryEntry(t *testing.T) {
 	if got := n.ops.get("GetItem") - gets; got != 0 {
 		t.Fatalf("%d GetItem calls for fresh entries", got)
 	}
-	time.Sleep(400 * time.Millisecond)                // past L1TTL: the expiry itself is under test
+	time.Sleep(3*time.Second + 100*time.Millisecond)  // past L1TTL: the expiry itself is under test
 	for _, k := range []string{"loaded", "written"} { // expired in L1, live in L2
 		if _, err := n.Get(ctx, k); err != nil {
 			t.Fatalf("Get(%s) after L1 expiry: %v", k, err)

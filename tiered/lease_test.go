@@ -21,7 +21,13 @@ import (
 
 func TestClusterWideStampedeLoadsOnce(t *testing.T) {
 	const nodesN, perNode = 3, 100
-	nodes := newCluster(t, nodesN, nil)
+	// Generous lease times: a loaded machine must not let the lease lapse
+	// (or a waiter give up) before the one load lands; the defaults are not
+	// what this test is about.
+	nodes := newCluster(t, nodesN, func(o *tiered.Options[string]) {
+		o.LeaseTTL = 30 * time.Second
+		o.LeaseWait = 30 * time.Second
+	})
 	ctx := testContext(t)
 	var started, loads atomic.Int64
 	allIn := make(chan struct{})

@@ -18,6 +18,12 @@ import (
 
 func TestMain(m *testing.M) { dynamolocal.Main(m) }
 
+// testCallTimeout is the per-call DynamoDB deadline of the test nodes: a
+// loaded CI machine (or a DynamoDB Local restarted cold by an outage test)
+// can take longer than the production default, l2.DefaultCallTimeout, for an
+// ordinary call. Tests about that default set CallTimeout back to 0.
+const testCallTimeout = 5 * time.Second
+
 // opCounter counts DynamoDB requests by operation, through an SDK middleware.
 type opCounter struct {
 	mu sync.Mutex
@@ -75,6 +81,7 @@ func newNodeAt(t testing.TB, cfg aws.Config, table string, tweak func(*tiered.Op
 		CreateTable: true,
 		AWS:         &cfg,
 		DynamoDB:    ddb,
+		CallTimeout: testCallTimeout,
 		OnInvalidate: func(key string, _ time.Time) {
 			select {
 			case n.events <- key:
@@ -172,7 +179,7 @@ func constLoader(v string) tiered.Loader[string] {
 // l2Table opens the table directly, as an operator's tool would.
 func l2Table(t testing.TB, name string) *l2.Table {
 	t.Helper()
-	tbl, err := l2.New(l2.Options{Client: l2.NewClient(awsConfig(t)), Table: name})
+	tbl, err := l2.New(l2.Options{Client: l2.NewClient(awsConfig(t)), Table: name, CallTimeout: testCallTimeout})
 	if err != nil {
 		t.Fatalf("l2.New: %v", err)
 	}

@@ -213,6 +213,21 @@ func TestOutageKillDynamoDBLocal(t *testing.T) {
 	downAt := time.Now()
 	getsAtDown := load.gets.Load()
 	time.Sleep(outage)
+	// The outage lasts until it has been felt, however slowly a loaded
+	// machine runs the load: every breaker opened, a GetOrLoad and a failed
+	// Set both wholly inside it.
+	felt := func() bool {
+		for i, n := range nodes {
+			if n.Stats().BreakerOpens <= opensBefore[i] {
+				return false
+			}
+		}
+		return load.getsDown.Load() > 0 && load.setsDownFailed.Load() > 0
+	}
+	if !awaitCond(recoverLimit, felt) {
+		t.Errorf("the outage was not felt within %v more: %d GetOrLoads and %d failed Sets wholly inside it",
+			recoverLimit, load.getsDown.Load(), load.setsDownFailed.Load())
+	}
 	for i, n := range nodes {
 		st := n.Stats()
 		if st.BreakerOpens <= opensBefore[i] {
@@ -259,7 +274,7 @@ func TestOutageKillDynamoDBLocal(t *testing.T) {
 	}
 
 	// Every acknowledged Set is in the table: none was lost silently.
-	tbl, err := l2.New(l2.Options{Client: l2.NewClient(cfg), Table: table})
+	tbl, err := l2.New(l2.Options{Client: l2.NewClient(cfg), Table: table, CallTimeout: testCallTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,6 +515,7 @@ func TestSlowDynamoDBBoundsLatency(t *testing.T) {
 	n := newNodeAt(t, cfg, table, func(o *tiered.Options[string]) {
 		o.DynamoDB = l2.NewClient(cfg, inj.Options)
 		o.BreakerCooldown = cooldown
+		o.CallTimeout = 0 // the production default is under test
 	})
 	ctx := testContext(t)
 	inj.Add(ddbfault.Rule{Op: "GetItem", Latency: slow})
@@ -658,6 +674,7 @@ func TestCallerDeadlinesDoNotOpenTheBreaker(t *testing.T) {
 	n := newNodeAt(t, cfg, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
 		o.DynamoDB = l2.NewClient(cfg, inj.Options)
 		o.BreakerFailures = 3
+		o.CallTimeout = 0 // the production default is under test
 	})
 	ctx := testContext(t)
 	inj.Add(ddbfault.Rule{Op: "UpdateItem", Latency: 200 * time.Millisecond}) // slower than the callers allow, within CallTimeout

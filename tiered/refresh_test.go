@@ -18,14 +18,16 @@ import (
 	"github.com/tieredcache/tieredcache/tiered"
 )
 
-// refreshNode has a 2 s L1 TTL whose refresh-ahead starts after 25% of it,
-// without jitter, so that "past the soft TTL" is a known instant. Without
+// refreshNode has a 10 s L1 TTL whose refresh-ahead starts after 5% of it
+// (0.5 s), without jitter, so that "past the soft TTL" is a known instant,
+// and the entry stays in L1 for 9.5 s more: the hits a test makes after the
+// soft TTL find it even on a slow, loaded machine. Without
 // leases a load writes one stream record (the fill), not two (lease, fill),
 // so awaiting a key's event means its record has come back.
 func refreshNode(t *testing.T) *node {
 	return newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
-		o.L1TTL = 2 * time.Second
-		o.RefreshAhead = 0.25
+		o.L1TTL = 10 * time.Second
+		o.RefreshAhead = 0.05
 		o.TTLJitter = -1
 		o.DisableLeases = true
 	})

@@ -14,6 +14,8 @@ import (
 type config struct {
 	Nodes         int
 	Duration      time.Duration
+	Requests      uint64
+	Evictions     uint64
 	Keys          int
 	L1Bytes       int64
 	WritePct      float64
@@ -62,7 +64,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&c.Nodes, "nodes", 3, "number of node processes (each its own L1 and stream consumer), at least 1")
-	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "how long the workload runs")
+	fs.DurationVar(&c.Duration, "duration", 30*time.Second, "how long the workload runs (with -requests: the most it may run)")
+	fs.Uint64Var(&c.Requests, "requests", 0, "end the workload once every node has made this many requests, however long that takes on this machine (0 = run for -duration)")
+	fs.Uint64Var(&c.Evictions, "evictions", 0, "with -requests: also keep the workload running until the nodes have reported this many stream evictions in total")
 	fs.IntVar(&c.Keys, "keys", 10000, "number of distinct keys")
 	fs.Int64Var(&c.L1Bytes, "l1-bytes", 1<<20, "L1 budget per node in bytes (tiered.Options.L1MaxBytes)")
 	fs.Float64Var(&c.WritePct, "write-pct", 2, "percentage of requests that are writes (Set or Delete)")
@@ -75,7 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.Replace, "replace-on-change", false, "stream with NEW_IMAGE: replace L1 entries in place instead of evicting (tiered.Options.ReplaceOnChange)")
 	fs.Float64Var(&c.RefreshAhead, "refresh-ahead", 0, "refresh entries read past this fraction of their L1 TTL in the background (tiered.Options.RefreshAhead; 0 = off)")
 	fs.DurationVar(&c.L1TTL, "l1-ttl", 0, "L1 entry lifetime (tiered.Options.L1TTL; 0 = the library default)")
-	fs.DurationVar(&c.Outage, "outage", 0, "stop the cache's DynamoDB Local for this long a third of the way through the run (the source of truth stays up), to show reads surviving it")
+	fs.DurationVar(&c.Outage, "outage", 0, "stop the cache's DynamoDB Local for this long a third of the way through the run (the source of truth stays up), to show reads surviving it; with -requests it starts once every node has made a third of them and lasts until every node has felt it (breaker opened, a write refused)")
 	fs.DurationVar(&c.Interval, "interval", time.Second, "how often nodes report and the table refreshes")
 	fs.StringVar(&c.Endpoint, "endpoint", "", "use this DynamoDB endpoint (e.g. a running DynamoDB Local) instead of starting DynamoDB Local")
 	fs.StringVar(&c.SummaryJSON, "summary-json", "", "also write the final per-node stats to this file as JSON")
@@ -144,6 +148,8 @@ func (c config) validate() error {
 		return errors.New("durations must not be negative")
 	case c.Outage > 0 && c.Endpoint != "":
 		return errors.New("-outage needs the demo to run DynamoDB Local itself (no -endpoint)")
+	case c.Evictions > 0 && c.Requests == 0:
+		return errors.New("-evictions needs -requests")
 	case c.Outage > 0 && c.Outage >= c.Duration/2:
 		return errors.New("-outage must be shorter than half of -duration")
 	case c.LoaderLatency < 0 || c.Staleness < 0:

@@ -106,21 +106,39 @@ func checkRun(t *testing.T, s summaryFile, nodes int, wantL1Hits bool) {
 	}
 }
 
+// checkEndedOnWork asserts that a -requests run ended on its work, not on
+// its -duration cap.
+func checkEndedOnWork(t *testing.T, s summaryFile) {
+	t.Helper()
+	if s.Summary.Ended != endRequests {
+		t.Errorf("the workload ended by %q, want %q: the -duration cap passed before the nodes did their -requests", s.Summary.Ended, endRequests)
+	}
+}
+
 // TestDemoEndToEnd runs the demo as a user would, briefly: three node
-// processes on one table, writes on every node.
+// processes on one table, writes on every node. The run ends on work done
+// (-requests, -evictions), not on the clock, so a loaded machine that serves
+// a few requests a second runs longer instead of proving less; -duration is
+// only the cap.
 func TestDemoEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	path := filepath.Join(t.TempDir(), "summary.json")
 	cmd := demoCommand(t, ctx, path,
-		"-nodes", "3", "-duration", "4s", "-keys", "300", "-workers", "4", "-rate", "400",
-		"-write-pct", "5", "-interval", "500ms")
+		"-nodes", "3", "-requests", "300", "-evictions", "1", "-duration", "3m", "-keys", "300",
+		"-workers", "4", "-rate", "400", "-write-pct", "5", "-interval", "500ms")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out)
 	}
 	s := readSummary(t, path)
+	checkEndedOnWork(t, s)
 	checkRun(t, s, 3, true)
+	for _, n := range s.Nodes {
+		if n.Stats != nil && n.Stats.requests() < 300 {
+			t.Errorf("node %s made %d requests, want at least -requests 300", n.Name, n.Stats.requests())
+		}
+	}
 	if s.Summary.Sets == 0 || s.Summary.Invalidations == 0 {
 		t.Errorf("%d sets, %d stream evictions: want writes on some node to evict keys elsewhere",
 			s.Summary.Sets, s.Summary.Invalidations)
@@ -138,7 +156,9 @@ func TestDemoEndToEnd(t *testing.T) {
 // TestDemoOutage runs the demo's outage mode: its own DynamoDB Local for the
 // cache is stopped mid-run and resumed while the source of truth stays up.
 // Reads must all succeed, writes must be refused visibly, the breaker must
-// open, and the staleness checker must still find nothing.
+// open, and the staleness checker must still find nothing. With -requests
+// the outage begins after a third of the work and lasts until every node has
+// felt it, so the run does not depend on how many requests fit in a window.
 func TestDemoOutage(t *testing.T) {
 	dynamolocal.ForTest(t) // installs DynamoDB Local; fails under CI=true when it cannot run
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -148,8 +168,8 @@ func TestDemoOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctx, exe, "-summary-json", path, "-nodes", "2", "-duration", "9s", "-outage", "2s",
-		"-keys", "300", "-workers", "4", "-rate", "300", "-write-pct", "5", "-interval", "500ms")
+	cmd := exec.CommandContext(ctx, exe, "-summary-json", path, "-nodes", "2", "-requests", "300", "-duration", "3m",
+		"-outage", "1s", "-keys", "300", "-workers", "4", "-rate", "300", "-write-pct", "5", "-interval", "500ms")
 	cmd.Env = append(os.Environ(), demoMainEnv+"=1")
 	cmd.WaitDelay = 10 * time.Second
 	out, err := cmd.CombinedOutput()
@@ -157,6 +177,7 @@ func TestDemoOutage(t *testing.T) {
 		t.Fatalf("demo failed: %v\n%s", err, out)
 	}
 	s := readSummary(t, path)
+	checkEndedOnWork(t, s)
 	checkRun(t, s, 2, true)
 	if s.Summary.ReadErrors != 0 {
 		t.Errorf("%d reads failed while only DynamoDB was down", s.Summary.ReadErrors)

@@ -21,7 +21,13 @@ type outage struct {
 	done         chan struct{}
 }
 
-func (o *outage) start(srv *dynamolocal.Server, d time.Duration, stderr io.Writer) {
+// feltCap bounds how long an outage waits, past its duration, for every node
+// to have felt it.
+const feltCap = 2 * time.Minute
+
+// start stops srv for d, then, when felt is not nil, until felt is closed
+// (or feltCap passes), and starts it again.
+func (o *outage) start(srv *dynamolocal.Server, d time.Duration, felt <-chan struct{}, stderr io.Writer) {
 	o.mu.Lock()
 	o.done = make(chan struct{})
 	o.mu.Unlock()
@@ -33,6 +39,12 @@ func (o *outage) start(srv *dynamolocal.Server, d time.Duration, stderr io.Write
 			return
 		}
 		time.Sleep(d) // the outage itself
+		if felt != nil {
+			select {
+			case <-felt:
+			case <-time.After(feltCap):
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		err := srv.Resume(ctx)
@@ -62,6 +74,14 @@ func (o *outage) state() string {
 		return fmt.Sprintf("DynamoDB DOWN for %v", time.Since(o.began).Truncate(time.Second))
 	}
 	return fmt.Sprintf("DynamoDB was down %v", o.ended.Sub(o.began).Truncate(100*time.Millisecond))
+}
+
+// over reports whether an outage ran and DynamoDB Local is back (or failed
+// to come back).
+func (o *outage) over() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return !o.began.IsZero() && (!o.ended.IsZero() || o.err != nil)
 }
 
 // wait lets an outage in progress finish (the server comes back) before the

@@ -158,9 +158,14 @@ type runner struct {
 	view     *view
 
 	started     time.Time
-	interrupted bool // the user asked to stop early
+	interrupted bool   // the user asked to stop early
+	ended       string // why the workload ended: endRequests, endDuration, endInterrupted, endNodesFailed
 
 	// -outage: the cache's DynamoDB Local, stopped and resumed mid-run.
+	outageBegun bool
+	outageFelt  chan struct{} // closed once every node has felt the outage (-requests mode)
+	feltBase    []nodeStats   // each node's counters when the outage began
+
 	server *dynamolocal.Server
 	outage outage
 	forced bool // ... twice
@@ -206,39 +211,130 @@ func (r *runner) loop() int {
 	for _, c := range r.children {
 		c.in.push(mustLine(message{T: msgStart}))
 	}
+	// With -requests the run ends on work done, not on the clock, so that a
+	// slow (loaded) machine shows the same story as a fast one; -duration is
+	// then only the cap.
 	runFor := time.After(r.cfg.Duration)
 	if r.cfg.Freeze > 0 {
 		r.freeze = newFreezer(r.cfg, r.children, r.stderr)
 		runFor = nil // the run ends with the freeze schedule
 	}
 	var outageAt <-chan time.Time
-	if r.cfg.Outage > 0 && r.server != nil {
+	if r.cfg.Outage > 0 && r.server != nil && r.cfg.Requests == 0 {
 		outageAt = time.After(r.cfg.Duration / 3)
 	}
 	defer r.outage.wait()
+	defer func() { // runs first: an outage still waiting to be felt ends now
+		if r.outageFelt != nil {
+			close(r.outageFelt)
+			r.outageFelt = nil
+		}
+	}()
 	for running := true; running; {
 		select {
 		case <-outageAt:
-			r.outage.start(r.server, r.cfg.Outage, r.stderr)
+			r.startOutage()
 		case <-r.freeze.timerC():
 		case e := <-r.events:
 			r.handle(e)
+			r.progress()
+			if r.workDone() {
+				r.ended, running = endRequests, false
+			}
 		case <-tick.C:
 			r.view.render(r.children, r.phase(), false)
 		case <-r.sigs:
 			r.interrupted = true
-			running = false
+			r.ended, running = endInterrupted, false
 		case <-runFor:
-			running = false
+			r.ended, running = endDuration, false
 		}
 		if r.all(func(c *child) bool { return c.exited }) {
-			running = false // every node failed: nothing left to watch
+			r.ended, running = endNodesFailed, false // every node failed: nothing left to watch
 		}
 		if r.freeze.step(time.Now()) {
-			running = false
+			r.ended, running = endFreezes, false
 		}
 	}
 	return r.shutdown()
+}
+
+// Why the workload ended (summary JSON "ended").
+const (
+	endRequests    = "requests"    // every node made -requests requests (and -evictions were seen)
+	endDuration    = "duration"    // -duration passed
+	endInterrupted = "interrupted" // Ctrl-C
+	endNodesFailed = "nodes failed"
+	endFreezes     = "freezes done" // -freeze: the last freeze ended and was watched
+)
+
+func (r *runner) startOutage() {
+	r.outageBegun = true
+	var felt <-chan struct{}
+	if r.cfg.Requests > 0 {
+		r.outageFelt = make(chan struct{})
+		felt = r.outageFelt
+		r.feltBase = make([]nodeStats, len(r.children))
+		for i, c := range r.children {
+			if c.last != nil {
+				r.feltBase[i] = *c.last
+			}
+		}
+	}
+	r.outage.start(r.server, r.cfg.Outage, felt, r.stderr)
+}
+
+// progress starts and ends a -requests mode outage on what the nodes report:
+// it begins once every node has made a third of -requests, and DynamoDB comes
+// back (after at least -outage) once every running node has had a write
+// refused and its breaker opened since it began.
+func (r *runner) progress() {
+	if r.cfg.Requests == 0 || r.cfg.Outage <= 0 || r.server == nil {
+		return
+	}
+	if !r.outageBegun {
+		third := max(r.cfg.Requests/3, 1)
+		if r.all(func(c *child) bool { return c.exited || (c.last != nil && c.last.requests() >= third) }) {
+			r.startOutage()
+		}
+		return
+	}
+	if r.outageFelt == nil {
+		return
+	}
+	for i, c := range r.children {
+		if c.exited {
+			continue
+		}
+		if c.last == nil || c.last.L2Unavailable <= r.feltBase[i].L2Unavailable || c.last.BreakerOpens <= r.feltBase[i].BreakerOpens {
+			return
+		}
+	}
+	close(r.outageFelt)
+	r.outageFelt = nil
+}
+
+// workDone reports whether the -requests end condition holds: every running
+// node has made -requests requests, the nodes have reported -evictions stream
+// evictions in total, and an -outage is over.
+func (r *runner) workDone() bool {
+	if r.cfg.Requests == 0 {
+		return false
+	}
+	if r.cfg.Outage > 0 && r.server != nil && !r.outage.over() {
+		return false
+	}
+	var evictions uint64
+	for _, c := range r.children {
+		if c.exited {
+			continue
+		}
+		if c.last == nil || c.last.requests() < r.cfg.Requests {
+			return false
+		}
+		evictions += c.last.Invalidations
+	}
+	return evictions >= r.cfg.Evictions
 }
 
 // spawn starts the node processes.
@@ -464,6 +560,7 @@ func (r *runner) report() int {
 		}
 	}
 	sum := summarize(r.children)
+	sum.Ended = r.ended
 	r.view.outage = r.outage.state()
 	r.view.summary(sum, r.interrupted)
 	printViolations(r.stdout, r.children)

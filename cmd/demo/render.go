@@ -268,6 +268,10 @@ type summary struct {
 	Nodes      int `json:"nodes"`
 	NodesOK    int `json:"nodes_ok"`
 	NodesFinal int `json:"nodes_final"`
+	// Ended says why the workload ended: "requests" (the -requests
+	// condition held), "duration" (-duration passed), "interrupted" or
+	// "nodes failed".
+	Ended string `json:"ended"`
 }
 
 func summarize(children []*child) summary {
@@ -302,6 +306,9 @@ func (v *view) summary(s summary, interrupted bool) {
 		el = 1
 	}
 	fmt.Fprintf(w, "\nSummary: %.1f s, %d nodes, %s\n", s.Elapsed, s.Nodes, how)
+	if v.cfg.Requests > 0 && s.Ended == endDuration {
+		fmt.Fprintf(w, "  note            -duration %v passed before every node made -requests %d\n", v.cfg.Duration, v.cfg.Requests)
+	}
 	fmt.Fprintf(w, "  requests        %s (%s/s): %s reads (%s not found), %s sets, %s deletes\n",
 		num(req), num(uint64(float64(req)/el+0.5)), num(s.Reads), num(s.NotFound), num(s.Sets), num(s.Deletes))
 	fmt.Fprintf(w, "  L1              %s of reads answered in process (%s L1 hits)\n", l1Ratio(&s.nodeStats), num(s.L1Hits))

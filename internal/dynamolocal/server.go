@@ -34,7 +34,8 @@ type Server struct {
 }
 
 // Start installs DynamoDB Local if needed, starts it in memory on a free
-// loopback port and returns once ListTables answers.
+// loopback port and returns once ListTables answers and the server has been
+// warmed up (see StartWithOptions).
 func Start(ctx context.Context) (*Server, error) {
 	return StartWithOptions(ctx, StartOptions{})
 }
@@ -46,7 +47,12 @@ type StartOptions struct {
 	DBPath string
 }
 
-// StartWithOptions is Start with options.
+// StartWithOptions is Start with options. Before it returns, the server has
+// served a bounded warm-up (a table created, a few dozen writes and reads, one
+// stream read, the table deleted), so that its JVM answers the first requests
+// of a test as fast as later ones. A server that fails the warm-up is stopped
+// and its error returned. Resume and Restart do not warm up: a server coming
+// back from an outage is cold, as a real one would be.
 func StartWithOptions(ctx context.Context, o StartOptions) (*Server, error) {
 	jarDir, java, err := Install(ctx)
 	if err != nil {
@@ -59,9 +65,14 @@ func StartWithOptions(ctx context.Context, o StartOptions) (*Server, error) {
 			return nil, err
 		}
 		s := &Server{jarDir: jarDir, java: java, port: port, dbPath: o.DBPath}
-		if lastErr = s.start(ctx); lastErr == nil {
-			return s, nil
+		if lastErr = s.start(ctx); lastErr != nil {
+			continue
 		}
+		if err := s.warmUp(ctx); err != nil {
+			_ = s.Stop()
+			return nil, fmt.Errorf("%w\n%s", err, s.output())
+		}
+		return s, nil
 	}
 	return nil, lastErr
 }
@@ -103,6 +114,16 @@ func (s *Server) Resume(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// output is what the server has printed so far (its start, at most 64 KiB).
+func (s *Server) output() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.out == nil {
+		return ""
+	}
+	return s.out.String()
 }
 
 func (s *Server) stopLocked() error {

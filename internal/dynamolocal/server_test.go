@@ -12,6 +12,21 @@ import (
 
 func TestMain(m *testing.M) { Main(m) }
 
+// TestWarmUpLeavesNoTable: the warm-up Start runs before handing the server
+// out deletes its table, so tests (and the demo) find an empty server.
+func TestWarmUpLeavesNoTable(t *testing.T) {
+	s := ForTest(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := dynamodb.NewFromConfig(AWSConfig(s.Endpoint())).ListTables(ctx, &dynamodb.ListTablesInput{})
+	if err != nil {
+		t.Fatalf("ListTables: %v", err)
+	}
+	if len(out.TableNames) != 0 {
+		t.Fatalf("a fresh server holds tables %v; the warm-up must delete its own", out.TableNames)
+	}
+}
+
 func TestServerServesAndRestartsEmpty(t *testing.T) {
 	s := ForTest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
