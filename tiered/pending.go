@@ -259,6 +259,10 @@ func (c *Cache[V]) afterWrite(op, key string, known int64, value []byte, err err
 		c.pend.resolve(key)
 		return nil
 	case isTableMissing(err):
+		var le *L2Error
+		if errors.As(err, &le) {
+			err = le.Err // not an outage: drop the ErrL2Unavailable label
+		}
 		return &TableMissingError{Table: c.o.Table, Op: op, Err: err}
 	case errors.Is(err, ErrL2Unavailable):
 		if !c.pend.add(key, known, value, c.o.L2TTL) {
@@ -281,6 +285,9 @@ func (c *Cache[V]) runPending() {
 		due, wait := c.pend.due(time.Now(), false)
 		for _, inv := range due {
 			c.pend.finish(inv.key, c.retryPending(c.closeCtx, &inv))
+		}
+		if len(due) > 0 {
+			wait = 0 // their next retries are not in wait: look again (after checking stop)
 		}
 		if wait < 0 {
 			wait = time.Hour
