@@ -21,7 +21,10 @@ var (
 	ErrInvalidOptions = errors.New("tiered: invalid options")
 	// ErrL2Unavailable marks a write that could not reach DynamoDB (circuit
 	// open, throttled, timed out or failed). The write did not happen, or its
-	// outcome is unknown; this node's L1 no longer holds the key.
+	// outcome is unknown (a timed-out write may still have landed); this
+	// node's L1 no longer holds the key, and this node keeps retrying the
+	// invalidation in the background (a pending invalidation; see
+	// Options.MaxPendingInvalidations and the README).
 	ErrL2Unavailable = errors.New("tiered: L2 unavailable")
 	// ErrLoaderPanic marks a panic inside a Loader, turned into an error for
 	// every caller that was waiting on that load.
