@@ -505,3 +505,40 @@ func TestPendingOverflowIsCountedLoggedAndNotServedFromL2(t *testing.T) {
 		t.Fatalf("table k2 = %q, %v; a's load must not be written over it", v, err)
 	}
 }
+
+func TestCodecPanicInRefreshAheadIsACountedMiss(t *testing.T) {
+	table := dynamolocal.TableName(t)
+	n := newNode(t, table, func(o *tiered.Options[string]) {
+		o.Codec = panicCodec{}
+		o.L1TTL = 2 * time.Second
+		o.RefreshAhead = 0.25
+		o.TTLJitter = -1
+		o.DisableLeases = true
+		o.DisableInvalidation = true // the foreign write below must not evict the entry
+	})
+	ctx := testContext(t)
+	reloaded := make(chan struct{}, 2)
+	calls := 0
+	loader := func(context.Context, string) (string, error) {
+		calls++
+		reloaded <- struct{}{}
+		return fmt.Sprint("v", calls), nil
+	}
+	if v, err := n.GetOrLoad(ctx, "r", loader); err != nil || v != "v1" {
+		t.Fatalf("GetOrLoad = %q, %v", v, err)
+	}
+	<-reloaded
+	rawPut(t, table, rawValue("r", "boom-newer", 40)) // a newer version the codec panics on
+	before := n.Stats().L2Corrupt
+	pastSoftTTL()
+	if v, err := n.GetOrLoad(ctx, "r", loader); err != nil || v != "v1" {
+		t.Fatalf("hit past the soft TTL = %q, %v; want v1 at once", v, err)
+	}
+	awaitRecv(t, reloaded, "the refresh to reach the loader past the undecodable L2 version")
+	if !awaitCond(30*time.Second, func() bool { return n.Stats().L2Corrupt-before == 1 }) {
+		t.Fatalf("refresh counted %d corrupt items, want 1", n.Stats().L2Corrupt-before)
+	}
+	if st := n.Stats(); st.LoadPanics != 0 || st.RefreshesFromL2 != 0 {
+		t.Fatalf("LoadPanics %d, RefreshesFromL2 %d; a codec panic is neither", st.LoadPanics, st.RefreshesFromL2)
+	}
+}
