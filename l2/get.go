@@ -96,7 +96,7 @@ func (t *Table) BatchGet(ctx context.Context, keys []string, optFns ...BatchGetO
 	found := make(map[string]Item, len(pks))
 	for start := 0; start < len(pks); start += MaxBatchKeys {
 		chunk := pks[start:min(start+MaxBatchKeys, len(pks))]
-		left, err := t.batchChunk(ctx, chunk, found, bo.vacant)
+		left, err := t.batchChunk(ctx, chunk, found, bo)
 		if len(left) > 0 || err != nil {
 			left = append(left, pks[start+len(chunk):]...)
 			notRead := make([]string, 0, len(left))
@@ -113,7 +113,7 @@ func (t *Table) BatchGet(ctx context.Context, keys []string, optFns ...BatchGetO
 
 // batchChunk reads up to MaxBatchKeys partition keys into found and returns
 // those it could not read.
-func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]Item, vacant bool) (left []string, err error) {
+func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]Item, bo batchGetOptions) (left []string, err error) {
 	keys := make([]map[string]types.AttributeValue, len(pks))
 	for i, pk := range pks {
 		keys[i] = map[string]types.AttributeValue{PartitionKeyAttr: &types.AttributeValueMemberS{Value: pk}}
@@ -131,10 +131,11 @@ func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]I
 		for _, m := range out.Responses[t.o.Table] {
 			r, err := t.parse(m)
 			if err != nil {
+				bo.reportCorrupt(r.Key)
 				continue
 			}
 			if !r.live(now) {
-				if !vacant {
+				if !bo.vacant {
 					continue
 				}
 				r.Item = Item{Key: r.Key, Version: r.Version, Vacant: true}
@@ -164,7 +165,8 @@ func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]I
 type BatchGetOption func(*batchGetOptions)
 
 type batchGetOptions struct {
-	vacant bool
+	vacant    bool
+	onCorrupt func(key string) // see OnCorrupt (pending.go)
 }
 
 // IncludeVacant makes BatchGet also return the keys whose item holds no live

@@ -42,7 +42,8 @@ func newBreaker[V any](o Options[V], st *counters) *gobreaker.CircuitBreaker[any
 // isDefinite reports errors that are DynamoDB's own, valid answers.
 func isDefinite(err error) bool {
 	return errors.Is(err, l2.ErrNotFound) || errors.Is(err, l2.ErrConflict) ||
-		errors.Is(err, l2.ErrLeaseLost) || isBadInput(err) || errors.Is(err, l2.ErrCorruptItem)
+		errors.Is(err, l2.ErrLeaseLost) || isBadInput(err) || errors.Is(err, l2.ErrCorruptItem) ||
+		isTableMissing(err) // a deleted table: see tablemissing.go
 }
 
 func isBadInput(err error) bool {

@@ -58,6 +58,7 @@ type Cache[V any] struct {
 	// trusting is the trust state the sink last saw (for the log and
 	// degraded episodes only; the hit path reads trustedUntil).
 	trusting atomic.Bool
+	pend     pendingSet // failed invalidations retried in the background (pending.go)
 
 	life     sync.RWMutex // guards closed + wg.Add against Close
 	closed   bool
@@ -134,7 +135,7 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 		MaxBytes: o.L1MaxBytes,
 		TTL:      o.L1TTL,
 		MaxTTL:   o.L1MaxTTL,
-		Jitter:   o.TTLJitter,
+		Jitter:   l1Jitter(o.TTLJitter),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
@@ -149,6 +150,7 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 	}
 	c.closeCtx, c.cancel = context.WithCancel(context.Background())
 	c.breaker = newBreaker(o, &c.stats)
+	c.pend.init(max(o.MaxPendingInvalidations, 0))
 
 	if o.DisableInvalidation {
 		c.trustedUntil.Store(math.MaxInt64)
@@ -180,7 +182,17 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 		}
 		c.consumer = consumer
 	}
+	go c.runPending()
 	return c, nil
+}
+
+// l1Jitter is TTLJitter as l1 takes it: l1 reads 0 as its default, so "no
+// jitter" (TTLJitter negative, stored as 0) is l1.NoJitter.
+func l1Jitter(j float64) float64 {
+	if j == 0 {
+		return l1.NoJitter
+	}
+	return j
 }
 
 func newOwnerID() string {
@@ -198,6 +210,10 @@ func (c *Cache[V]) Close() error {
 		c.closed = true
 		c.isClosed.Store(true)
 		c.life.Unlock()
+		// Writes are refused from here on: retry what is pending (within
+		// PendingDrainTimeout) before cancelling anything.
+		close(c.pend.stop)
+		<-c.pend.done
 		c.cancel()
 		if c.consumer != nil {
 			_ = c.consumer.Close()

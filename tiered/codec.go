@@ -66,3 +66,49 @@ func defaultCodec[V any]() Codec[V] {
 	}
 	return JSONCodec[V]{}
 }
+
+// CodecPanicError says the Codec panicked (Op is "Encode" or "Decode"); the
+// panic was contained. A Decode panic is a *DecodeError wrapping it (the item
+// is a counted miss); an Encode panic an *EncodeError (nothing written).
+// errors.Is(err, ErrCodecPanic).
+type CodecPanicError struct {
+	Op    string
+	Value any
+}
+
+func (e *CodecPanicError) Error() string {
+	return fmt.Sprintf("tiered: codec %s panicked: %v", e.Op, e.Value)
+}
+
+// Unwrap makes errors.Is(err, ErrCodecPanic) true.
+func (e *CodecPanicError) Unwrap() error { return ErrCodecPanic }
+
+// decode is the one place values are decoded: a Decode error or panic is a
+// *DecodeError, never a crash. Every path (Get, GetOrLoad, GetMany, leases,
+// refresh-ahead, the stream) decodes through it.
+func (c *Cache[V]) decode(b []byte) (v V, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			var zero V
+			v, err = zero, &DecodeError{Err: &CodecPanicError{Op: "Decode", Value: r}}
+		}
+	}()
+	if v, err = c.o.Codec.Decode(b); err != nil {
+		return v, &DecodeError{Err: err}
+	}
+	return v, nil
+}
+
+// encode is the one place values are encoded: an Encode error or panic is an
+// *EncodeError, never a crash.
+func (c *Cache[V]) encode(v V) (b []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			b, err = nil, &EncodeError{Err: &CodecPanicError{Op: "Encode", Value: r}}
+		}
+	}()
+	if b, err = c.o.Codec.Encode(v); err != nil {
+		return nil, &EncodeError{Err: err}
+	}
+	return b, nil
+}

@@ -3,6 +3,8 @@ package tiered
 import (
 	"errors"
 	"fmt"
+
+	"github.com/tieredcache/tieredcache/l2"
 )
 
 var (
@@ -19,26 +21,76 @@ var (
 	ErrInvalidOptions = errors.New("tiered: invalid options")
 	// ErrL2Unavailable marks a write that could not reach DynamoDB (circuit
 	// open, throttled, timed out or failed). The write did not happen, or its
-	// outcome is unknown; this node's L1 no longer holds the key.
+	// outcome is unknown (a timed-out write may still have landed); this
+	// node's L1 no longer holds the key, and this node keeps retrying the
+	// invalidation in the background (a pending invalidation; see
+	// Options.MaxPendingInvalidations and the README).
 	ErrL2Unavailable = errors.New("tiered: L2 unavailable")
 	// ErrLoaderPanic marks a panic inside a Loader, turned into an error for
 	// every caller that was waiting on that load.
 	ErrLoaderPanic = errors.New("tiered: loader panicked")
+	// ErrLoaderGoexit marks a Loader (or BatchLoader) that called
+	// runtime.Goexit instead of returning: every caller waiting on that load
+	// gets this error (a *LoaderPanicError with Goexit set).
+	ErrLoaderGoexit = errors.New("tiered: loader called runtime.Goexit")
+	// ErrCodecPanic marks a Codec that panicked (see *CodecPanicError).
+	ErrCodecPanic = errors.New("tiered: codec panicked")
+	// ErrLoadTimeout marks a shared load that ran past Options.LoadTimeout.
+	// The error also matches context.DeadlineExceeded; a caller's own ctx
+	// ending gives ctx's error alone, without ErrLoadTimeout.
+	ErrLoadTimeout = errors.New("tiered: load ran past LoadTimeout")
+	// ErrTableMissing marks a write to a table that does not exist (deleted
+	// under a running cache): DynamoDB's ResourceNotFoundException. See
+	// *TableMissingError. It is not an outage: it neither matches
+	// ErrL2Unavailable nor opens the circuit breaker.
+	ErrTableMissing = errors.New("tiered: table missing")
+	// ErrInvalidTTL is returned by SetWithTTL for a negative TTL. It is
+	// l2.ErrInvalidTTL.
+	ErrInvalidTTL = l2.ErrInvalidTTL
 	// ErrStale marks a value served by stale-if-error: the loader failed and
 	// the last known value was returned with this error (use errors.As with
 	// *StaleError for the loader's error).
 	ErrStale = errors.New("tiered: stale value served after loader error")
 )
 
-// LoaderPanicError carries the value a Loader panicked with.
+// LoaderPanicError carries the value a Loader panicked with, or, with
+// Goexit set, says it called runtime.Goexit (Value is then nil).
 type LoaderPanicError struct {
-	Value any
+	Value  any
+	Goexit bool
 }
 
-func (e *LoaderPanicError) Error() string { return fmt.Sprintf("tiered: loader panicked: %v", e.Value) }
+func (e *LoaderPanicError) Error() string {
+	if e.Goexit {
+		return "tiered: loader called runtime.Goexit"
+	}
+	return fmt.Sprintf("tiered: loader panicked: %v", e.Value)
+}
 
-// Unwrap makes errors.Is(err, ErrLoaderPanic) true.
-func (e *LoaderPanicError) Unwrap() error { return ErrLoaderPanic }
+// Unwrap makes errors.Is(err, ErrLoaderPanic) true, and with Goexit
+// errors.Is(err, ErrLoaderGoexit) too.
+func (e *LoaderPanicError) Unwrap() []error {
+	if e.Goexit {
+		return []error{ErrLoaderPanic, ErrLoaderGoexit}
+	}
+	return []error{ErrLoaderPanic}
+}
+
+// TableMissingError says DynamoDB has no table Table (ResourceNotFoundException)
+// for operation Op: it was deleted, or the cache points at the wrong region or
+// account. errors.Is(err, ErrTableMissing); the SDK's error stays reachable.
+type TableMissingError struct {
+	Table string
+	Op    string
+	Err   error
+}
+
+func (e *TableMissingError) Error() string {
+	return "tiered: " + e.Op + ": table " + e.Table + " does not exist (deleted, or wrong region/account): " + e.Err.Error()
+}
+
+// Unwrap returns both ErrTableMissing and the underlying error.
+func (e *TableMissingError) Unwrap() []error { return []error{ErrTableMissing, e.Err} }
 
 // StaleError is returned alongside a stale value when StaleIfError is on and
 // the loader failed.

@@ -35,6 +35,9 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, loader Loader[V]) 
 	}
 	if loader == nil {
 		var zero V
+		if c.isClosed.Load() {
+			return zero, ErrClosed
+		}
 		return zero, ErrNilLoader
 	}
 	return c.miss(ctx, key, loader)
@@ -120,16 +123,17 @@ func (c *Cache[V]) flight(callerCtx context.Context, key string, loader Loader[V
 		return nil, ErrClosed
 	}
 	defer c.wg.Done()
-	defer func() { // a panic here would crash the process: DoChan re-panics on its goroutine
-		if r := recover(); r != nil {
-			c.stats.loadPanics.Add(1)
-			res, err = nil, &LoaderPanicError{Value: r}
-		}
-	}()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(callerCtx), c.o.LoadTimeout)
+	ctx, cancel := c.loadCtx(callerCtx)
 	defer cancel()
-	stop := context.AfterFunc(c.closeCtx, cancel)
-	defer stop()
+	defer func() {
+		// A panic here would crash the process (DoChan re-panics on its
+		// goroutine). Loaders and codecs have their own guards (contain,
+		// decode, encode): this one is for our own bugs.
+		if r := recover(); r != nil {
+			res, err = nil, internalPanic("flight", r)
+		}
+		err = c.loadErr(ctx, err)
+	}()
 
 	fence := c.l1.BeginFill(key)
 	// A flight that ended just before this one began may have filled L1.
@@ -141,8 +145,16 @@ func (c *Cache[V]) flight(callerCtx context.Context, key string, loader Loader[V
 		}
 		stale = e
 	}
-	item, err := l2Call(c, func() (l2.Item, error) { return c.l2.Get(ctx, key) })
+	var item l2.Item
+	if c.pend.blocks(key) {
+		// A failed invalidation of key is pending here: L2 may hold the
+		// value it meant to replace. Neither read it nor fill it (pending.go).
+		err = errPendingKey
+	} else {
+		item, err = l2Call(c, func() (l2.Item, error) { return c.l2.Get(ctx, key) })
+	}
 	var seen []l2.FillOption
+	var corrupt corruptOnce
 	switch {
 	case err == nil:
 		if e, ok := c.fromItem(item); ok {
@@ -150,6 +162,7 @@ func (c *Cache[V]) flight(callerCtx context.Context, key string, loader Loader[V
 			c.fillL1(key, fence, e, int64(len(item.Value)), 0, item.ExpiresAt)
 			return e, nil
 		}
+		corrupt.count(&c.stats)
 	case errors.Is(err, l2.ErrNotFound):
 		c.stats.l2Misses.Add(1)
 		if item.Expired && c.o.StaleIfError && stale == nil && time.Since(item.ExpiresAt) < c.o.MaxStale {
@@ -159,15 +172,18 @@ func (c *Cache[V]) flight(callerCtx context.Context, key string, loader Loader[V
 		// landing during the load makes the fill lose, with or without a lease.
 		seen = []l2.FillOption{l2.IfVersion(item.Version)}
 	case errors.Is(err, l2.ErrCorruptItem):
-		c.stats.l2Corrupt.Add(1)
+		corrupt.count(&c.stats)
 	}
 	if loader == nil {
-		if l2Down(err) {
+		switch {
+		case isTableMissing(err):
+			return nil, &TableMissingError{Table: c.o.Table, Op: "Get", Err: err}
+		case l2Down(err) && err != errPendingKey:
 			return nil, &L2Error{Op: "Get", Err: err}
 		}
 		return &entry[V]{notFound: true}, nil
 	}
-	e, err := c.load(ctx, key, loader, fence, l2Down(err), seen)
+	e, err := c.load(ctx, key, loader, fence, l2Down(err), seen, &corrupt)
 	if err != nil && c.o.StaleIfError && stale != nil && !stale.notFound && !errors.Is(err, ErrNotFound) {
 		c.stats.staleServed.Add(1)
 		return &entry[V]{value: stale.value, version: stale.version, err: &StaleError{Err: err}}, nil
@@ -177,11 +193,11 @@ func (c *Cache[V]) flight(callerCtx context.Context, key string, loader Loader[V
 
 // load calls the loader (after taking, or waiting on, the cross-node lease)
 // and writes the result to L2, then L1.
-func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], fence l1.Fence, l2IsDown bool, seen []l2.FillOption) (*entry[V], error) {
+func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], fence l1.Fence, l2IsDown bool, seen []l2.FillOption, corrupt *corruptOnce) (*entry[V], error) {
 	lease := ""
 	if !c.o.DisableLeases && !l2IsDown {
 		var e *entry[V]
-		lease, e, l2IsDown = c.acquireOrWait(ctx, key, fence)
+		lease, e, l2IsDown = c.acquireOrWait(ctx, key, fence, corrupt)
 		if e != nil {
 			return e, nil
 		}
@@ -234,18 +250,31 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], fence
 	return e, nil
 }
 
-// fromItem decodes an L2 item; a value the codec rejects is a counted miss.
+// fromItem decodes an L2 item (through decode: a Codec error or panic is
+// false, never a crash). It counts nothing: each lookup counts the corrupt
+// item it met once, in Stats.L2Corrupt (see corruptOnce).
 func (c *Cache[V]) fromItem(item l2.Item) (*entry[V], bool) {
 	e := &entry[V]{version: item.Version, notFound: item.NotFound}
 	if !item.NotFound {
-		v, err := c.o.Codec.Decode(item.Value)
+		v, err := c.decode(item.Value)
 		if err != nil {
-			c.stats.l2Corrupt.Add(1)
 			return nil, false
 		}
 		e.value = v
 	}
 	return e, true
+}
+
+// corruptOnce counts, in Stats.L2Corrupt, the corrupt item one lookup of one
+// key met, once however many times the lookup reads it (its first read, the
+// lease answer, the lease wait's reads).
+type corruptOnce bool
+
+func (o *corruptOnce) count(c *counters) {
+	if !*o {
+		*o = true
+		c.l2Corrupt.Add(1)
+	}
 }
 
 // fillL1 stores e unless key was written or invalidated since fence was taken,

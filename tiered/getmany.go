@@ -121,11 +121,11 @@ func (e *BatchError) Unwrap() []error {
 // DynamoDB failure never fails the call while the loader works: the missing
 // keys are loaded and kept in L1 only.
 func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoader[V]) (map[string]V, error) {
-	if loader == nil {
-		return nil, ErrNilLoader
-	}
 	if c.isClosed.Load() {
 		return nil, ErrClosed
+	}
+	if loader == nil {
+		return nil, ErrNilLoader
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -358,27 +358,30 @@ const fillWorkers = 8
 func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader BatchLoader[V]) {
 	defer c.wg.Done()
 	defer c.loads.finish(b.keys, b.calls, b.done)
-	defer func() { // a panic here (a codec, say) would crash the process
+	ctx, cancel := c.loadCtx(callerCtx)
+	defer cancel()
+	defer func() {
+		// A panic here would crash the process. Loaders and codecs have
+		// their own guards (contain, decode, encode): this is for our bugs.
 		if r := recover(); r != nil {
-			c.stats.loadPanics.Add(1)
-			perr := &LoaderPanicError{Value: r}
+			perr := internalPanic("GetMany", r)
 			for _, call := range b.calls {
 				if call.e == nil && call.err == nil {
 					call.err = perr
 				}
 			}
 		}
+		for _, call := range b.calls { // ErrClosed, ErrLoadTimeout
+			call.err = c.loadErr(ctx, call.err)
+		}
 	}()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(callerCtx), c.o.LoadTimeout)
-	defer cancel()
-	stop := context.AfterFunc(c.closeCtx, cancel)
-	defer stop()
 
 	// Fences first, then L1 again (a load that ended just before ours was
 	// claimed may have filled it), then L2 for the rest.
 	fences := make([]l1.Fence, len(b.keys))
 	index := make(map[string]int, len(b.keys))
 	var read []string
+	var blocked []string // keys with a pending invalidation: not read, not filled in L2 (pending.go)
 	for i, k := range b.keys {
 		fences[i] = c.l1.BeginFill(k)
 		if e, ok := c.peek(k); ok {
@@ -386,14 +389,28 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 			continue
 		}
 		index[k] = i
+		if c.pend.blocks(k) {
+			blocked = append(blocked, k)
+			continue
+		}
 		read = append(read, k)
 	}
-	if len(read) == 0 {
+	if len(read)+len(blocked) == 0 {
 		return
 	}
-	items, err := l2Call(c, func() (map[string]l2.Item, error) {
-		return c.l2.BatchGet(ctx, read, l2.IncludeVacant())
-	})
+	var corrupt map[string]bool // keys whose item BatchGet found malformed
+	var items map[string]l2.Item
+	var err error
+	if len(read) > 0 {
+		items, err = l2Call(c, func() (map[string]l2.Item, error) {
+			return c.l2.BatchGet(ctx, read, l2.IncludeVacant(), l2.OnCorrupt(func(k string) {
+				if corrupt == nil { // called on this goroutine, during BatchGet
+					corrupt = make(map[string]bool)
+				}
+				corrupt[k] = true
+			}))
+		})
+	}
 	var unread map[string]bool // keys L2 could not answer
 	var pe *l2.PartialError
 	switch {
@@ -408,6 +425,15 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 		for _, k := range read {
 			unread[k] = true
 		}
+	}
+	if len(blocked) > 0 {
+		if unread == nil {
+			unread = make(map[string]bool, len(blocked))
+		}
+		for _, k := range blocked {
+			unread[k] = true
+		}
+		read = append(read, blocked...)
 	}
 
 	// What to load, and at which version each key may be filled in L2.
@@ -433,6 +459,9 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 			}
 			// Undecodable: load; its fill meets a live item and loses, as
 			// GetOrLoad's does.
+			c.stats.l2Corrupt.Add(1)
+		case corrupt[k]:
+			c.stats.l2Corrupt.Add(1) // malformed: BatchGet left it out
 		default:
 			c.stats.l2Misses.Add(1)
 		}
@@ -509,9 +538,9 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 			b.calls[p.i].err = kerr
 			failed = true
 		case ok && kerr == nil:
-			enc, err := c.o.Codec.Encode(v)
+			enc, err := c.encode(v)
 			if err != nil {
-				b.calls[p.i].err = &EncodeError{Err: err}
+				b.calls[p.i].err = err
 				continue
 			}
 			fills = append(fills, fill{pending: p, e: &entry[V]{value: v}, enc: enc, ttl: valTTL, l1Want: valL1})
@@ -568,15 +597,11 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 	}
 }
 
-// callBatchLoader runs loader and turns a panic into *LoaderPanicError.
+// callBatchLoader runs loader and turns a panic or runtime.Goexit into
+// *LoaderPanicError (see contain).
 func callBatchLoader[V any](ctx context.Context, keys []string, loader BatchLoader[V]) (m map[string]V, ttl time.Duration, err error) {
 	choice := &ttlChoice{}
 	ctx = context.WithValue(ctx, ttlKey{}, choice)
-	defer func() {
-		if r := recover(); r != nil {
-			m, err = nil, &LoaderPanicError{Value: r}
-		}
-	}()
-	m, err = loader(ctx, keys)
+	m, err = contain(func() (map[string]V, error) { return loader(ctx, keys) })
 	return m, choice.ttl, err
 }

@@ -688,8 +688,8 @@ func TestGetManyCloseEndsTheLoad(t *testing.T) {
 	manyRecv(t, closed, "Close, which waits for the load")
 	r := manyRecv(t, res, "GetMany")
 	var be *tiered.BatchError
-	if len(r.m) != 0 || !errors.As(r.err, &be) || len(be.Errors) != 2 || !errors.Is(be.Errors["z1"], context.Canceled) {
-		t.Fatalf("GetMany cut short by Close = %v, %v; want context.Canceled for both keys", r.m, r.err)
+	if len(r.m) != 0 || !errors.As(r.err, &be) || len(be.Errors) != 2 || !errors.Is(be.Errors["z1"], tiered.ErrClosed) || !errors.Is(be.Errors["z2"], tiered.ErrClosed) {
+		t.Fatalf("GetMany cut short by Close = %v, %v; want ErrClosed for both keys", r.m, r.err)
 	}
 	if m, err := n.GetMany(ctx, []string{"z1"}, (&manyLoader{}).load); m != nil || !errors.Is(err, tiered.ErrClosed) {
 		t.Fatalf("GetMany after Close = %v, %v; want ErrClosed", m, err)

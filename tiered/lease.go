@@ -15,7 +15,10 @@ import (
 // when another node filled the key while we waited. It returns ("", nil) when
 // the loader should run without a lease: DynamoDB failed (then down is set),
 // or the holder did not fill within LeaseWait.
-func (c *Cache[V]) acquireOrWait(ctx context.Context, key string, fence l1.Fence) (lease string, filled *entry[V], down bool) {
+//
+// corrupt is the lookup's count of corrupt items: an undecodable item met
+// here is counted only if the lookup has not counted one yet.
+func (c *Cache[V]) acquireOrWait(ctx context.Context, key string, fence l1.Fence, corrupt *corruptOnce) (lease string, filled *entry[V], down bool) {
 	token := c.owner + "/" + strconv.FormatUint(c.leaseSeq.Add(1), 36)
 	deadline := time.Now().Add(c.o.LeaseWait)
 	backoff := 2 * time.Millisecond
@@ -36,6 +39,7 @@ func (c *Cache[V]) acquireOrWait(ctx context.Context, key string, fence l1.Fence
 				c.fillL1(key, fence, e, int64(len(res.Current.Value)), 0, res.Current.ExpiresAt)
 				return "", e, false
 			}
+			corrupt.count(&c.stats)
 			return "", nil, false
 		}
 		// Another node holds a live lease: wait for its fill by reading L2.
@@ -56,7 +60,11 @@ func (c *Cache[V]) acquireOrWait(ctx context.Context, key string, fence l1.Fence
 					c.fillL1(key, fence, e, int64(len(item.Value)), 0, item.ExpiresAt)
 					return "", e, false
 				}
+				corrupt.count(&c.stats)
 				return "", nil, false
+			}
+			if errors.Is(err, l2.ErrCorruptItem) {
+				corrupt.count(&c.stats)
 			}
 			if !errors.Is(err, l2.ErrNotFound) {
 				return "", nil, l2Down(err)

@@ -62,6 +62,9 @@ func (c *Cache[V]) loadSource(ctx context.Context, key string, loader Loader[V],
 	case err == nil:
 	case errors.Is(err, ErrNotFound) && c.o.NegativeTTL > 0:
 		e = &entry[V]{notFound: true}
+	case errors.Is(err, ErrNotFound):
+		// NegativeTTL < 0: an answer not to cache, not a failure.
+		return loaded[V]{}, err
 	default:
 		c.stats.loadErrors.Add(1)
 		if errors.Is(err, ErrLoaderPanic) {
@@ -71,23 +74,53 @@ func (c *Cache[V]) loadSource(ctx context.Context, key string, loader Loader[V],
 	}
 	ld := loaded[V]{e: e}
 	if !e.notFound {
-		if ld.enc, err = c.o.Codec.Encode(v); err != nil {
-			return loaded[V]{}, &EncodeError{Err: err}
+		if ld.enc, err = c.encode(v); err != nil {
+			return loaded[V]{}, err
 		}
 	}
 	ld.ttl, ld.l1Want = c.ttls(chosen, e.notFound)
 	return ld, nil
 }
 
-// callLoader runs loader and turns a panic into *LoaderPanicError.
+// callLoader runs loader and turns a panic or runtime.Goexit into
+// *LoaderPanicError.
 func callLoader[V any](ctx context.Context, key string, loader Loader[V]) (v V, ttl time.Duration, err error) {
 	choice := &ttlChoice{}
 	ctx = context.WithValue(ctx, ttlKey{}, choice)
-	defer func() {
-		if r := recover(); r != nil {
-			err = &LoaderPanicError{Value: r}
-		}
-	}()
-	v, err = loader(ctx, key)
+	v, err = contain(func() (V, error) { return loader(ctx, key) })
 	return v, choice.ttl, err
+}
+
+// contain runs fn, a user's loader, on a goroutine of its own and waits for
+// it. A panic becomes *LoaderPanicError. runtime.Goexit cannot be stopped:
+// it ends the goroutine it is called on, running its deferred calls. On the
+// caller's goroutine it would end a singleflight flight without ever
+// answering its waiters (DoChan's channel is then never written), so fn gets
+// its own goroutine, and the deferred check below (fn neither returned nor
+// panicked) answers for it with ErrLoaderGoexit. The goroutine always ends
+// before contain returns.
+func contain[T any](fn func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		normalReturn := false
+		defer func() {
+			if !normalReturn {
+				if p := recover(); p != nil {
+					r = result{err: &LoaderPanicError{Value: p}}
+				} else { // neither returned nor panicked: runtime.Goexit
+					r = result{err: &LoaderPanicError{Goexit: true}}
+				}
+			}
+			done <- r
+		}()
+		r.v, r.err = fn()
+		normalReturn = true
+	}()
+	r := <-done
+	return r.v, r.err
 }

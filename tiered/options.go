@@ -28,6 +28,9 @@ const (
 	DefaultBreakerCooldown = 2 * time.Second // open -> half-open
 	DefaultRefreshAhead    = 0.0             // refresh-ahead off
 	DefaultMaxStale        = 1 * time.Hour   // StaleIfError serves nothing that expired longer ago
+
+	DefaultMaxPendingInvalidations = 10000           // failed invalidations kept for retry
+	DefaultPendingDrainTimeout     = 2 * time.Second // how long Close retries them
 )
 
 // Options configures a Cache. The zero value of every field but Table is
@@ -67,7 +70,8 @@ type Options[V any] struct {
 	// L1MaxBytes is the L1 budget: key + encoded value size + a fixed
 	// per-item overhead, summed. Default DefaultL1MaxBytes.
 	L1MaxBytes int64
-	// L1TTL is how long an entry stays in L1. Default DefaultL1TTL.
+	// L1TTL is how long an entry stays in L1. Default DefaultL1TTL, or
+	// L1MaxTTL when that is shorter.
 	L1TTL time.Duration
 	// L1MaxTTL caps every L1 entry, including TTLs chosen by loaders: the
 	// hard maximum age of a value served from L1 when invalidation fails.
@@ -113,8 +117,10 @@ type Options[V any] struct {
 	// Default DefaultLeaseWait.
 	LeaseWait time.Duration
 
-	// RefreshAhead, in (0,1), is the fraction of an entry's L1 TTL after
-	// which a hit returns the value and refreshes it once in the background.
+	// RefreshAhead, in (0, 1-TTLJitter), is the fraction of an entry's L1
+	// TTL after which a hit returns the value and refreshes it once in the
+	// background. It must be below 1-TTLJitter so that every entry, however
+	// short the jitter made it, reaches its refresh point before it expires.
 	// 0 (default) turns it off.
 	RefreshAhead float64
 	// StaleIfError serves the last known value, with a *StaleError (errors.Is
@@ -137,6 +143,16 @@ type Options[V any] struct {
 	// DynamoDB again. Default DefaultBreakerCooldown.
 	BreakerCooldown time.Duration
 
+	// MaxPendingInvalidations bounds the invalidations this node keeps
+	// retrying after a Set or Delete failed with ErrL2Unavailable (see the
+	// README, "A failed write is not forgotten"). Default
+	// DefaultMaxPendingInvalidations; negative: none kept (overflow at once).
+	MaxPendingInvalidations int
+	// PendingDrainTimeout bounds how long Close keeps retrying pending
+	// invalidations before it gives up on them. Default
+	// DefaultPendingDrainTimeout.
+	PendingDrainTimeout time.Duration
+
 	// Logger receives operational events (never keys, values or
 	// credentials). Default: discard.
 	Logger *slog.Logger
@@ -158,8 +174,8 @@ func (o *Options[V]) setDefaults() error {
 	if o.L1MaxBytes == 0 {
 		o.L1MaxBytes = DefaultL1MaxBytes
 	}
-	def(&o.L1TTL, DefaultL1TTL)
 	def(&o.L1MaxTTL, DefaultL1MaxTTL)
+	def(&o.L1TTL, min(DefaultL1TTL, max(o.L1MaxTTL, 0))) // an unset L1TTL never exceeds L1MaxTTL
 	def(&o.L2TTL, DefaultL2TTL)
 	def(&o.NegativeTTL, DefaultNegativeTTL)
 	def(&o.LoadTimeout, DefaultLoadTimeout)
@@ -186,18 +202,38 @@ func (o *Options[V]) setDefaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.MaxPendingInvalidations == 0 {
+		o.MaxPendingInvalidations = DefaultMaxPendingInvalidations
+	}
+	def(&o.PendingDrainTimeout, DefaultPendingDrainTimeout)
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"L1TTL", o.L1TTL}, {"L1MaxTTL", o.L1MaxTTL}, {"L2TTL", o.L2TTL}, {"LoadTimeout", o.LoadTimeout},
+		{"StalenessBound", o.StalenessBound}, {"PollInterval", o.PollInterval}, {"LeaseTTL", o.LeaseTTL},
+		{"LeaseWait", o.LeaseWait}, {"BreakerCooldown", o.BreakerCooldown}, {"MaxStale", o.MaxStale},
+		{"PendingDrainTimeout", o.PendingDrainTimeout},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("%w: %s %v must not be negative", ErrInvalidOptions, d.name, d.v)
+		}
+	}
 	switch {
 	case o.L1MaxBytes < 0:
 		return fmt.Errorf("%w: L1MaxBytes %d < 0", ErrInvalidOptions, o.L1MaxBytes)
-	case o.L1TTL < 0 || o.L1MaxTTL < 0 || o.L2TTL < 0 || o.LoadTimeout < 0 || o.StalenessBound < 0 ||
-		o.PollInterval < 0 || o.LeaseTTL < 0 || o.LeaseWait < 0 || o.BreakerCooldown < 0 || o.MaxStale < 0:
-		return fmt.Errorf("%w: durations must not be negative", ErrInvalidOptions)
 	case o.L1TTL > o.L1MaxTTL:
 		return fmt.Errorf("%w: L1TTL %v exceeds L1MaxTTL %v", ErrInvalidOptions, o.L1TTL, o.L1MaxTTL)
-	case o.TTLJitter >= 1:
-		return fmt.Errorf("%w: TTLJitter %v must be below 1", ErrInvalidOptions, o.TTLJitter)
-	case o.RefreshAhead < 0 || o.RefreshAhead >= 1:
+	case o.TTLJitter != o.TTLJitter || o.TTLJitter >= 1: // NaN, or too large
+		return fmt.Errorf("%w: TTLJitter %v must be a number below 1", ErrInvalidOptions, o.TTLJitter)
+	case o.RefreshAhead != o.RefreshAhead || o.RefreshAhead < 0 || o.RefreshAhead >= 1: // NaN is refused too
 		return fmt.Errorf("%w: RefreshAhead %v must be in [0,1)", ErrInvalidOptions, o.RefreshAhead)
+	case o.RefreshAhead > 0 && o.RefreshAhead >= 1-o.TTLJitter:
+		// An entry's L1 TTL is jittered down to as little as (1-TTLJitter)
+		// of it; a refresh point at or past that is never reached by some
+		// entries, which then expire instead of refreshing.
+		return fmt.Errorf("%w: RefreshAhead %v must be below 1-TTLJitter (%v): entries jittered short would expire before their refresh point",
+			ErrInvalidOptions, o.RefreshAhead, 1-o.TTLJitter)
 	case o.PollInterval >= o.StalenessBound/2:
 		return fmt.Errorf("%w: PollInterval %v must be well below StalenessBound/2 (%v)", ErrInvalidOptions, o.PollInterval, o.StalenessBound/2)
 	case o.MaxOutageLoads < 0:

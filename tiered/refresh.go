@@ -41,28 +41,34 @@ func (c *Cache[V]) refreshAhead(callerCtx context.Context, key string, e *entry[
 // refresh began, so a refresh racing a Set or Delete never brings back what
 // they replaced. On failure the current entry stays until its TTL.
 func (c *Cache[V]) refresh(values context.Context, key string, old *entry[V], loader Loader[V]) (res any, err error) {
+	ctx, cancel := c.loadCtx(values)
+	defer cancel()
 	defer func() {
-		if r := recover(); r != nil {
-			c.stats.loadPanics.Add(1)
-			res, err = nil, &LoaderPanicError{Value: r}
+		if r := recover(); r != nil { // loaders and codecs have their own guards
+			res, err = nil, internalPanic("refresh", r)
 		}
 		if err != nil {
 			c.stats.refreshErrors.Add(1)
 		}
+		err = c.loadErr(ctx, err)
 	}()
-	ctx, cancel := context.WithTimeout(values, c.o.LoadTimeout)
-	defer cancel()
-	stop := context.AfterFunc(c.closeCtx, cancel)
-	defer stop()
 	fence := c.l1.BeginFill(key)
 
-	item, gerr := l2Call(c, func() (l2.Item, error) { return c.l2.Get(ctx, key) })
+	var item l2.Item
+	gerr := errPendingKey // a pending invalidation: L2 neither read nor written (pending.go)
+	pending := c.pend.blocks(key)
+	if !pending {
+		item, gerr = l2Call(c, func() (l2.Item, error) { return c.l2.Get(ctx, key) })
+	}
 	if gerr == nil && item.Version > old.version {
 		if e, ok := c.fromItem(item); ok {
 			c.stats.refreshesFromL2.Add(1)
 			c.fillL1(key, fence, e, int64(len(item.Value)), 0, item.ExpiresAt)
 			return e, nil
 		}
+		c.stats.l2Corrupt.Add(1) // undecodable: reload from the source
+	} else if errors.Is(gerr, l2.ErrCorruptItem) {
+		c.stats.l2Corrupt.Add(1)
 	}
 
 	ld, err := c.loadSource(ctx, key, loader, l2Down(gerr))
@@ -70,9 +76,12 @@ func (c *Cache[V]) refresh(values context.Context, key string, old *entry[V], lo
 		return nil, err
 	}
 	e, enc, ttl, l1Want := ld.e, ld.enc, ld.ttl, ld.l1Want
-	ver, err := l2Call(c, func() (int64, error) {
-		return c.l2.Refresh(ctx, key, enc, e.notFound, ttl, old.version)
-	})
+	ver, err := int64(0), errPendingKey
+	if !pending {
+		ver, err = l2Call(c, func() (int64, error) {
+			return c.l2.Refresh(ctx, key, enc, e.notFound, ttl, old.version)
+		})
+	}
 	switch {
 	case err == nil:
 		e.version = ver

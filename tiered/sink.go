@@ -42,6 +42,7 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 	c := s.c
 	item, err := l2.ItemFromStreamImage(ch.NewImage)
 	if err != nil {
+		c.stats.l2Corrupt.Add(1)
 		return false
 	}
 	// A lease taken changes no entry (it lands only on a vacant item, and
@@ -60,8 +61,12 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 	if !item.ExpiresAt.IsZero() && !item.ExpiresAt.After(time.Now()) {
 		return false
 	}
+	if item.Value == nil && !item.NotFound { // tombstone or lease-only
+		return false
+	}
 	e, ok := c.fromItem(item)
-	if !ok || item.Value == nil && !item.NotFound { // tombstone or lease-only
+	if !ok { // undecodable (its Decode failed or panicked): drop the entry
+		c.stats.l2Corrupt.Add(1)
 		return false
 	}
 	ttl := c.l1TTL(0, item.ExpiresAt)

@@ -17,7 +17,7 @@ type Stats struct {
 	L2Misses  uint64 // L2 reads that found nothing (or an expired item)
 	L2Calls   uint64 // DynamoDB API calls on the data path (every BatchGetItem page and UnprocessedKeys retry; the SDK's own retries inside a call not; not table setup or the stream)
 	L2Errors  uint64 // those that failed (timeouts, throttling, outage; not failed conditions)
-	L2Corrupt uint64 // L2 items that could not be read or decoded (treated as misses)
+	L2Corrupt uint64 // lookups (a key of a Get/GetOrLoad flight, of a GetMany, of a refresh, or a stream record) that met an L2 item they could not use: malformed, or undecodable (the Codec's Decode failed or panicked). Once per key per lookup; such a key is a miss
 
 	Loads       uint64 // loader calls
 	LoadErrors  uint64 // loader calls that failed (not cached)
@@ -39,6 +39,17 @@ type Stats struct {
 	RefreshesFromL2 uint64 // refreshes answered by a newer L2 version (another node refreshed first)
 	RefreshErrors   uint64 // refreshes whose loader or write failed (the current entry stays)
 	StaleServed     uint64 // values served with a *StaleError after a loader error (StaleIfError)
+
+	// Pending invalidations (see the README, "A failed write is not
+	// forgotten"): Set/Delete failures with ErrL2Unavailable kept for retry.
+	PendingInvalidations uint64 // pending now
+	PendingAdded         uint64 // failures kept for retry
+	PendingRetries       uint64 // retry attempts made
+	PendingLanded        uint64 // retries whose version-conditioned tombstone landed
+	PendingSuperseded    uint64 // pending invalidations made moot: the key was written since (by anyone), or holds nothing live
+	PendingExpired       uint64 // given up after L2TTL (the old item has expired by then)
+	PendingDropped       uint64 // failures not kept: the set was full (MaxPendingInvalidations); logged too
+	PendingAbandoned     uint64 // still pending when Close's PendingDrainTimeout ran out
 
 	BreakerState string // closed, half-open or open
 	BreakerOpens uint64 // times the breaker opened
@@ -116,13 +127,22 @@ func (c *Cache[V]) Stats() Stats {
 		BatchLoadKeys:     s.batchLoadKeys.Load(),
 		LoadsJoined:       s.loadsJoined.Load(),
 		BreakerState:      c.breaker.State().String(),
-		BreakerOpens:      s.breakerOpens.Load(),
-		Invalidations:     s.invalidations.Load(),
-		Replacements:      s.replacements.Load(),
-		Flushes:           s.flushes.Load(),
-		Degraded:          c.l1.Now() >= c.trustedUntil.Load(),
-		DegradedEpisodes:  s.degradedEpisodes.Load(),
-		DegradedBypasses:  s.degradedBypasses.Load(),
+
+		PendingInvalidations: uint64(max(c.pend.n.Load(), 0)),
+		PendingAdded:         c.pend.added.Load(),
+		PendingRetries:       c.pend.retries.Load(),
+		PendingLanded:        c.pend.landed.Load(),
+		PendingSuperseded:    c.pend.superseded.Load(),
+		PendingExpired:       c.pend.expired.Load(),
+		PendingDropped:       c.pend.dropCount.Load(),
+		PendingAbandoned:     c.pend.abandoned.Load(),
+		BreakerOpens:         s.breakerOpens.Load(),
+		Invalidations:        s.invalidations.Load(),
+		Replacements:         s.replacements.Load(),
+		Flushes:              s.flushes.Load(),
+		Degraded:             c.l1.Now() >= c.trustedUntil.Load(),
+		DegradedEpisodes:     s.degradedEpisodes.Load(),
+		DegradedBypasses:     s.degradedBypasses.Load(),
 	}
 	s.lagMu.Lock()
 	st.LagLast, st.LagMax = s.lagLast, s.lagMax

@@ -2,6 +2,7 @@ package tiered
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -15,8 +16,8 @@ func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 }
 
 // SetWithTTL is Set with this entry's TTL (0: L2TTL in L2, L1TTL in L1, both
-// capped as usual).
-func (c *Cache[V]) SetWithTTL(ctx context.Context, key string, value V, ttl time.Duration) error {
+// capped as usual). A negative ttl is refused with ErrInvalidTTL.
+func (c *Cache[V]) SetWithTTL(ctx context.Context, key string, value V, ttl time.Duration) (err error) {
 	if !c.track() {
 		return ErrClosed
 	}
@@ -24,11 +25,16 @@ func (c *Cache[V]) SetWithTTL(ctx context.Context, key string, value V, ttl time
 	if _, err := c.l2.EncodeKey(key); err != nil {
 		return err
 	}
-	enc, err := c.o.Codec.Encode(value)
+	if ttl < 0 {
+		return fmt.Errorf("%w: SetWithTTL ttl %v is negative", ErrInvalidTTL, ttl)
+	}
+	enc, err := c.encode(value)
 	if err != nil {
-		return &EncodeError{Err: err}
+		return err
 	}
 	l2TTL, l1Want := c.ttls(ttl, false)
+	known := c.knownVersion(key)
+	defer func() { err = c.afterWrite("Set", key, known, enc, err) }() // pending.go
 	fence := c.l1.BeginFill(key)
 	c.stats.writes.Add(1)
 	ver, err := l2Call(c, func() (int64, error) { return c.l2.Put(ctx, key, enc, l2TTL) })
@@ -52,7 +58,7 @@ func (c *Cache[V]) SetWithTTL(ctx context.Context, key string, value V, ttl time
 // Delete removes key from L2 (leaving a tombstone so versions keep moving
 // forward, and voiding any fill lease) and from this node's L1. Errors are
 // as for Set; L1 loses the key in every case.
-func (c *Cache[V]) Delete(ctx context.Context, key string) error {
+func (c *Cache[V]) Delete(ctx context.Context, key string) (err error) {
 	if !c.track() {
 		return ErrClosed
 	}
@@ -61,7 +67,9 @@ func (c *Cache[V]) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	c.stats.writes.Add(1)
-	_, err := l2Call(c, func() (struct{}, error) { return struct{}{}, c.l2.Delete(ctx, key) })
+	known := c.knownVersion(key)
+	defer func() { err = c.afterWrite("Delete", key, known, nil, err) }() // pending.go
+	_, err = l2Call(c, func() (struct{}, error) { return struct{}{}, c.l2.Delete(ctx, key) })
 	c.l1.Invalidate(key)
 	if err != nil {
 		c.stats.writeErrors.Add(1)
