@@ -83,6 +83,13 @@ type resolved struct {
 	bufferItems  int64
 }
 
+// CheckOptions reports what New would refuse in o (an *OptionsError), without
+// building a Cache.
+func CheckOptions(o Options) error {
+	_, err := o.resolve()
+	return err
+}
+
 func (o Options) resolve() (resolved, error) {
 	r := resolved{
 		maxBytes:     o.MaxBytes,

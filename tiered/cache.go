@@ -131,12 +131,7 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 	if err := ensureTable(ctx, table, o); err != nil {
 		return nil, err
 	}
-	l1c, err := l1.New[*entry[V]](l1.Options{
-		MaxBytes: o.L1MaxBytes,
-		TTL:      o.L1TTL,
-		MaxTTL:   o.L1MaxTTL,
-		Jitter:   l1Jitter(o.TTLJitter),
-	})
+	l1c, err := l1.New[*entry[V]](l1Options(o))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
@@ -193,6 +188,16 @@ func l1Jitter(j float64) float64 {
 		return l1.NoJitter
 	}
 	return j
+}
+
+// l1Options is what New asks of L1, from options already defaulted.
+func l1Options[V any](o Options[V]) l1.Options {
+	return l1.Options{
+		MaxBytes: o.L1MaxBytes,
+		TTL:      o.L1TTL,
+		MaxTTL:   o.L1MaxTTL,
+		Jitter:   l1Jitter(o.TTLJitter),
+	}
 }
 
 func newOwnerID() string {
