@@ -74,6 +74,8 @@ type entry[V any] struct {
 	value    V
 	version  int64
 	notFound bool
+	// fromSource: the value came from a loader call, not from the table.
+	fromSource bool
 	// stored is when the value was known current, on l1's clock: when the
 	// fill that read it began (its fence was taken), so never later than the
 	// L2 read or load it came from.

@@ -135,7 +135,30 @@ func (c *Cache[V]) flight(callerCtx context.Context, key string, loader Loader[V
 		err = c.loadErr(ctx, err)
 	}()
 
+	e, f, err := c.fetch(ctx, key, loader)
+	if err == nil && e.err == nil && !e.fromSource && c.l1.Now()-f.Taken() > c.halfT {
+		// What this flight read was current when it began, more than T/2
+		// ago (DynamoDB was slow, or this process was frozen meanwhile), and
+		// callers that joined it since must not get a value older than a
+		// write acknowledged more than T before they asked: read again. A
+		// loader is never called twice for this: a loaded value was checked
+		// against the table by its conditional write, or is what the source
+		// said.
+		c.stats.refetches.Add(1)
+		e, _, err = c.fetch(ctx, key, loader)
+	}
+	return e, err
+}
+
+// fetch is one attempt of a flight: L1 again, L2, then the loader. It
+// returns the fence it took (when the attempt began).
+func (c *Cache[V]) fetch(ctx context.Context, key string, loader Loader[V]) (*entry[V], l1.Fence, error) {
 	fence := c.l1.BeginFill(key)
+	e, err := c.fetchFenced(ctx, key, loader, fence)
+	return e, fence, err
+}
+
+func (c *Cache[V]) fetchFenced(ctx context.Context, key string, loader Loader[V], fence l1.Fence) (_ *entry[V], err error) {
 	// A flight that ended just before this one began may have filled L1.
 	var stale *entry[V] // the last value known, for StaleIfError
 	now := c.l1.Now()

@@ -543,9 +543,9 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 				b.calls[p.i].err = err
 				continue
 			}
-			fills = append(fills, fill{pending: p, e: &entry[V]{value: v}, enc: enc, ttl: valTTL, l1Want: valL1})
+			fills = append(fills, fill{pending: p, e: &entry[V]{value: v, fromSource: true}, enc: enc, ttl: valTTL, l1Want: valL1})
 		case c.o.NegativeTTL > 0:
-			fills = append(fills, fill{pending: p, e: &entry[V]{notFound: true}, ttl: negTTL, l1Want: negL1})
+			fills = append(fills, fill{pending: p, e: &entry[V]{notFound: true, fromSource: true}, ttl: negTTL, l1Want: negL1})
 		default: // not found, not cached
 			b.calls[p.i].e = &entry[V]{notFound: true}
 		}

@@ -57,11 +57,11 @@ func (c *Cache[V]) loadSource(ctx context.Context, key string, loader Loader[V],
 	if capped {
 		<-c.outage
 	}
-	e := &entry[V]{value: v}
+	e := &entry[V]{value: v, fromSource: true}
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrNotFound) && c.o.NegativeTTL > 0:
-		e = &entry[V]{notFound: true}
+		e = &entry[V]{notFound: true, fromSource: true}
 	case errors.Is(err, ErrNotFound):
 		// NegativeTTL < 0: an answer not to cache, not a failure.
 		return loaded[V]{}, err

@@ -60,6 +60,7 @@ type Stats struct {
 	Degraded         bool   // trust in L1 does not hold now (read from the clock): only young L1 entries are served
 	DegradedEpisodes uint64 // times trust was withdrawn (the stream consumer unhealthy, or a lapse seen on recovery)
 	DegradedBypasses uint64 // L1 entries a reader's lookup found but did not serve (older than T/2 while trust had lapsed); counted in L1.Misses, not L1.Hits
+	Refetches        uint64 // flights that read again because what they had read was current more than T/2 before they ended (DynamoDB slow, or the process frozen)
 	// Record age at invalidation: now minus the record's
 	// ApproximateCreationDateTime. Coarse: AWS rounds that time down to the
 	// second and DynamoDB Local to the minute, so these overstate the lag (by
@@ -77,7 +78,7 @@ type counters struct {
 	leasesAcquired, leaseWaits, leaseTimeouts, staleFillsDropped atomic.Uint64
 	l2TooLarge, breakerOpens                                     atomic.Uint64
 	refreshes, refreshesFromL2, refreshErrors, staleServed       atomic.Uint64
-	degradedBypasses                                             atomic.Uint64
+	degradedBypasses, refetches                                  atomic.Uint64
 	batchLoads, batchLoadKeys, loadsJoined                       atomic.Uint64
 	invalidations, replacements, flushes, degradedEpisodes       atomic.Uint64
 
@@ -143,6 +144,7 @@ func (c *Cache[V]) Stats() Stats {
 		Degraded:             c.l1.Now() >= c.trustedUntil.Load(),
 		DegradedEpisodes:     s.degradedEpisodes.Load(),
 		DegradedBypasses:     s.degradedBypasses.Load(),
+		Refetches:            s.refetches.Load(),
 	}
 	s.lagMu.Lock()
 	st.LagLast, st.LagMax = s.lagLast, s.lagMax
