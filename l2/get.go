@@ -75,6 +75,7 @@ func (t *Table) parse(m map[string]types.AttributeValue) (rawItem, error) {
 //
 // With IncludeVacant, keys whose item exists but holds no live entry are in
 // the map too, as Items with Vacant set and only Key and Version filled.
+// With OnCorrupt, each key whose item is corrupt is reported once.
 func (t *Table) BatchGet(ctx context.Context, keys []string, optFns ...BatchGetOption) (map[string]Item, error) {
 	var bo batchGetOptions
 	for _, fn := range optFns {
@@ -96,7 +97,7 @@ func (t *Table) BatchGet(ctx context.Context, keys []string, optFns ...BatchGetO
 	found := make(map[string]Item, len(pks))
 	for start := 0; start < len(pks); start += MaxBatchKeys {
 		chunk := pks[start:min(start+MaxBatchKeys, len(pks))]
-		left, err := t.batchChunk(ctx, chunk, found, bo.vacant)
+		left, err := t.batchChunk(ctx, chunk, found, &bo)
 		if len(left) > 0 || err != nil {
 			left = append(left, pks[start+len(chunk):]...)
 			notRead := make([]string, 0, len(left))
@@ -113,7 +114,7 @@ func (t *Table) BatchGet(ctx context.Context, keys []string, optFns ...BatchGetO
 
 // batchChunk reads up to MaxBatchKeys partition keys into found and returns
 // those it could not read.
-func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]Item, vacant bool) (left []string, err error) {
+func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]Item, bo *batchGetOptions) (left []string, err error) {
 	keys := make([]map[string]types.AttributeValue, len(pks))
 	for i, pk := range pks {
 		keys[i] = map[string]types.AttributeValue{PartitionKeyAttr: &types.AttributeValueMemberS{Value: pk}}
@@ -131,10 +132,17 @@ func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]I
 		for _, m := range out.Responses[t.o.Table] {
 			r, err := t.parse(m)
 			if err != nil {
+				if bo.onCorrupt != nil {
+					if pk, ok := m[PartitionKeyAttr].(*types.AttributeValueMemberS); ok {
+						if k, ok := t.DecodeKey(pk.Value); ok {
+							bo.onCorrupt(k, err)
+						}
+					}
+				}
 				continue
 			}
 			if !r.live(now) {
-				if !vacant {
+				if !bo.vacant {
 					continue
 				}
 				r.Item = Item{Key: r.Key, Version: r.Version, Vacant: true}
@@ -164,7 +172,19 @@ func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]I
 type BatchGetOption func(*batchGetOptions)
 
 type batchGetOptions struct {
-	vacant bool
+	vacant    bool
+	onCorrupt func(key string, err error)
+}
+
+// OnCorrupt makes BatchGet call fn once for each key whose item it read and
+// found corrupt (err is a *CorruptItemError), on the caller's goroutine,
+// before BatchGet returns. Such a key is absent from the map (with or
+// without IncludeVacant), as Get answers it with ErrCorruptItem; either way
+// it is counted once in Stats.CorruptItems. A caller keeping its own count
+// should count each call once and not also count that key as a miss. A
+// later Fill with IfVersion(0) replaces the corrupt item (see Fill).
+func OnCorrupt(fn func(key string, err error)) BatchGetOption {
+	return func(o *batchGetOptions) { o.onCorrupt = fn }
 }
 
 // IncludeVacant makes BatchGet also return the keys whose item holds no live
