@@ -23,8 +23,12 @@ const (
 	// ClientDialTimeout bounds a TCP connect.
 	ClientDialTimeout = 1 * time.Second
 	// ClientResponseHeaderTimeout bounds the wait for a response once a
-	// request is sent, per attempt.
-	ClientResponseHeaderTimeout = 1 * time.Second
+	// request is sent, per attempt: a backstop for calls without a deadline
+	// of ours (table setup). Data-path calls are bounded by
+	// Options.CallTimeout, which allows a large BatchGetItem page more than
+	// a second before its first byte, hence a value as large as the default
+	// hard bound (DefaultCallTimeout x HardTimeoutFactor).
+	ClientResponseHeaderTimeout = DefaultCallTimeout * HardTimeoutFactor
 	// ClientMaxIdleConnsPerHost keeps enough warm connections for a busy
 	// node (the SDK default is 10, which makes concurrent misses dial).
 	ClientMaxIdleConnsPerHost = 128

@@ -49,7 +49,8 @@ var (
 	// The SDK's own error stays reachable with errors.As.
 	ErrThrottled = errors.New("l2: throttled")
 	// ErrTimeout: the call ran out of Options.CallTimeout (DynamoDB, or the
-	// way to it, is slow). A call cut short by the caller's own context is
+	// way to it, made no progress for that long), or of HardTimeoutFactor x
+	// CallTimeout in all. A call cut short by the caller's own context is
 	// not marked: that says nothing about DynamoDB. The context error stays
 	// reachable (errors.Is(err, context.DeadlineExceeded)).
 	ErrTimeout = errors.New("l2: call timed out")

@@ -31,7 +31,7 @@ func (t *Table) Get(ctx context.Context, key string) (Item, error) {
 		TableName:      aws.String(t.o.Table),
 		Key:            map[string]types.AttributeValue{PartitionKeyAttr: &types.AttributeValueMemberS{Value: pk}},
 		ConsistentRead: aws.Bool(t.o.ConsistentRead),
-	})
+	}, withProgress)
 	if err = t.record(cctx, "GetItem", err); err != nil {
 		return Item{}, err
 	}
@@ -197,14 +197,14 @@ func IncludeVacant() BatchGetOption {
 }
 
 func (t *Table) batchCall(ctx context.Context, keys []map[string]types.AttributeValue) (*dynamodb.BatchGetItemOutput, error) {
-	cctx, cancel := t.callCtx(ctx)
+	cctx, cancel := t.callCtxFirst(ctx, t.batchFirst(len(keys)))
 	defer cancel()
 	out, err := t.c.BatchGetItem(cctx, &dynamodb.BatchGetItemInput{
 		RequestItems: map[string]types.KeysAndAttributes{t.o.Table: {
 			Keys:           keys,
 			ConsistentRead: aws.Bool(t.o.ConsistentRead),
 		}},
-	})
+	}, withProgress)
 	return out, t.record(cctx, "BatchGetItem", err)
 }
 

@@ -58,7 +58,10 @@ func (t *Table) record(cctx context.Context, op string, err error) error {
 		t.stats.throttles.Add(1)
 	}
 	if cctx.Err() != nil && context.Cause(cctx) == errCallTimeout {
-		return fmt.Errorf("l2: %s: %w: %w", op, ErrTimeout, err)
+		// Ours, not the caller's: the SDK's error (a context.Canceled when
+		// the watchdog cut the call) is kept as text only, so that nothing
+		// takes it for the caller giving up; DeadlineExceeded is what it is.
+		return fmt.Errorf("l2: %s: %w: %w (%v)", op, ErrTimeout, context.DeadlineExceeded, err)
 	}
 	return callError(op, err)
 }

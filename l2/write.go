@@ -49,7 +49,7 @@ func (t *Table) update(ctx context.Context, op, pk string, u update, returnNew b
 	}
 	cctx, cancel := t.callCtx(ctx)
 	defer cancel()
-	out, err := t.c.UpdateItem(cctx, in)
+	out, err := t.c.UpdateItem(cctx, in, withProgress)
 	return out, t.record(cctx, op, err)
 }
 
