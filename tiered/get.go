@@ -187,7 +187,7 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], fence
 		c.fillL1(key, fence, e, int64(len(enc)), l1Want, time.Now().Add(ttl))
 		return e, nil
 	}
-	ver, err := l2Call(c, func() (int64, error) {
+	ver, err := l2Store(c, key, enc, func() (int64, error) {
 		return c.l2.Fill(ctx, key, enc, e.notFound, ttl, lease, seen...)
 	})
 	switch {

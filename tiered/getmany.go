@@ -391,9 +391,11 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 	if len(read) == 0 {
 		return
 	}
+	corrupt := map[string]bool{} // keys whose item is corrupt: counted once, as corrupt, not as misses
 	items, err := l2Call(c, func() (map[string]l2.Item, error) {
-		return c.l2.BatchGet(ctx, read, l2.IncludeVacant())
+		return c.l2.BatchGet(ctx, read, l2.IncludeVacant(), l2.OnCorrupt(func(k string, _ error) { corrupt[k] = true }))
 	})
+	c.stats.l2Corrupt.Add(uint64(len(corrupt)))
 	var unread map[string]bool // keys L2 could not answer
 	var pe *l2.PartialError
 	switch {
@@ -433,7 +435,7 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 			}
 			// Undecodable: load; its fill meets a live item and loses, as
 			// GetOrLoad's does.
-		default:
+		case !corrupt[k]:
 			c.stats.l2Misses.Add(1)
 		}
 		// An absent key (no item: version 0) or a vacant one (tombstone,
@@ -536,7 +538,7 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 					continue
 				}
 				k := b.keys[f.i]
-				f.ver, f.err = l2Call(c, func() (int64, error) {
+				f.ver, f.err = l2Store(c, k, f.enc, func() (int64, error) {
 					return c.l2.Fill(ctx, k, f.enc, f.e.notFound, f.ttl, "", l2.IfVersion(f.seen))
 				})
 			}
