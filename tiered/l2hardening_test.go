@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -13,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/tieredcache/tieredcache/internal/ddbfault"
@@ -210,3 +214,84 @@ func TestBigValuesComeBackWithDefaults(t *testing.T) {
 		t.Fatalf("reader Stats: L2Errors %d, BreakerOpens %d, L2Hits %d; want 0, 0, %d", st.L2Errors, st.BreakerOpens, st.L2Hits, len(keys))
 	}
 }
+
+// TestNothingOnStderr: a cache whose clients tiered builds from an
+// aws.Config whose logger writes to stderr (as config.LoadDefaultConfig's
+// does) writes nothing there through a ConditionalCheckFailed response
+// (aws-sdk-go-v2 issue #3545): the SDK logs through Options.Logger, the
+// known warning at debug.
+func TestNothingOnStderr(t *testing.T) {
+	cfg := awsConfig(t)
+	table := dynamolocal.TableName(t)
+	raw := dynamodb.NewFromConfig(cfg)
+	first := newNodeAt(t, cfg, table, nil) // creates the table
+	_ = first
+
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldStderr := os.Stderr
+	os.Stderr = w
+	var captured bytes.Buffer
+	copied := make(chan struct{})
+	go func() { _, _ = io.Copy(&captured, r); close(copied) }()
+	restore := func() string {
+		if os.Stderr == w {
+			os.Stderr = oldStderr
+			_ = w.Close()
+			<-copied
+			_ = r.Close()
+		}
+		return captured.String()
+	}
+	defer restore()
+
+	cfg.Logger = logging.NewStandardLogger(os.Stderr)
+	var warnings, debug atomic.Int64
+	logger := slog.New(levelCounter{warn: &warnings, debug: &debug})
+	n := newNodeAt(t, cfg, table, func(o *tiered.Options[string]) {
+		o.DynamoDB, o.Streams = nil, nil // built by tiered
+		o.Logger = logger
+	})
+	ctx := testContext(t)
+	// A corrupt item: the lease taken on the miss meets it with a
+	// ConditionalCheckFailed response, then replaces it.
+	if _, err := raw.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: map[string]types.AttributeValue{
+		"pk": &types.AttributeValueMemberS{Value: "#k"}, "v": &types.AttributeValueMemberB{Value: []byte("x")},
+		"ver": &types.AttributeValueMemberS{Value: "1"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := n.GetOrLoad(ctx, "k", constLoader("loaded")); err != nil || v != "loaded" {
+		t.Fatalf("GetOrLoad = %q, %v", v, err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := restore(); got != "" {
+		t.Fatalf("stderr got %q; want nothing", got)
+	}
+	if warnings.Load() != 0 || debug.Load() == 0 {
+		t.Fatalf("the logger got %d SDK records above debug, %d at debug; want none above, the #3545 warning at debug", warnings.Load(), debug.Load())
+	}
+}
+
+// levelCounter counts the SDK's records: above debug, and at debug.
+type levelCounter struct {
+	warn, debug *atomic.Int64
+}
+
+func (h levelCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h levelCounter) Handle(_ context.Context, r slog.Record) error {
+	switch {
+	case !strings.HasPrefix(r.Message, "aws-sdk: "):
+	case r.Level > slog.LevelDebug:
+		h.warn.Add(1)
+	default:
+		h.debug.Add(1)
+	}
+	return nil
+}
+func (h levelCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h levelCounter) WithGroup(string) slog.Handler      { return h }
