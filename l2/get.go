@@ -35,16 +35,21 @@ func (t *Table) Get(ctx context.Context, key string) (Item, error) {
 	if err = t.record(cctx, "GetItem", err); err != nil {
 		return Item{}, err
 	}
-	if len(out.Item) == 0 {
+	return t.getResult(out.Item, t.o.Now())
+}
+
+// getResult is Get's answer for the item m (GetItem's Item) at now.
+func (t *Table) getResult(m map[string]types.AttributeValue, now time.Time) (Item, error) {
+	if len(m) == 0 {
 		return Item{}, ErrNotFound
 	}
-	r, err := t.parse(out.Item)
+	r, err := t.parse(m)
 	if err != nil {
 		return Item{}, err
 	}
-	if !r.live(t.o.Now()) {
+	if !r.live(now) {
 		if r.tomb || !(r.hasValue || r.NotFound) {
-			return Item{Key: r.Key, Version: r.Version, Leased: r.leaseHeld(t.o.Now())}, ErrNotFound
+			return Item{Key: r.Key, Version: r.Version, Leased: r.leaseHeld(now)}, ErrNotFound
 		}
 		it := r.Item // expired, not yet swept: its last entry, for stale-if-error
 		it.Expired = true
@@ -130,26 +135,7 @@ func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]I
 		}
 		now := t.o.Now()
 		for _, m := range out.Responses[t.o.Table] {
-			r, err := t.parse(m)
-			if err != nil {
-				if bo.onCorrupt != nil {
-					if pk, ok := m[PartitionKeyAttr].(*types.AttributeValueMemberS); ok {
-						if k, ok := t.DecodeKey(pk.Value); ok {
-							bo.onCorrupt(k, err)
-						}
-					}
-				}
-				continue
-			}
-			if !r.live(now) {
-				if !bo.vacant {
-					continue
-				}
-				r.Item = Item{Key: r.Key, Version: r.Version, Vacant: true}
-			}
-			if _, ok := t.DecodeKey(t.o.Namespace + "#" + r.Key); ok {
-				found[r.Key] = r.Item
-			}
+			t.batchItem(m, now, bo, found)
 		}
 		keys = out.UnprocessedKeys[t.o.Table].Keys
 		if len(keys) == 0 {
@@ -165,6 +151,34 @@ func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]I
 			return pksOf(keys), ctx.Err()
 		}
 		backoff = min(2*backoff, t.o.BatchMaxWait)
+	}
+}
+
+// batchItem adds the item m of a BatchGetItem answer to found, as BatchGet
+// answers it at now (or reports it to bo.onCorrupt).
+func (t *Table) batchItem(m map[string]types.AttributeValue, now time.Time, bo *batchGetOptions, found map[string]Item) {
+	if len(m) == 0 {
+		return // no item (as Get answers it), not a corrupt one: found by FuzzItemDecoding
+	}
+	r, err := t.parse(m)
+	if err != nil {
+		if bo.onCorrupt != nil {
+			if pk, ok := m[PartitionKeyAttr].(*types.AttributeValueMemberS); ok {
+				if k, ok := t.DecodeKey(pk.Value); ok {
+					bo.onCorrupt(k, err)
+				}
+			}
+		}
+		return
+	}
+	if !r.live(now) {
+		if !bo.vacant {
+			return
+		}
+		r.Item = Item{Key: r.Key, Version: r.Version, Vacant: true}
+	}
+	if _, ok := t.DecodeKey(t.o.Namespace + "#" + r.Key); ok {
+		found[r.Key] = r.Item
 	}
 }
 
