@@ -142,6 +142,7 @@ func (c *Cache[V]) flight(callerCtx context.Context, key string, loader Loader[V
 		seen = []l2.FillOption{l2.IfVersion(item.Version)}
 	case errors.Is(err, l2.ErrCorruptItem):
 		c.stats.l2Corrupt.Add(1)
+		seen = []l2.FillOption{l2.IfVersion(0)} // a fill replaces the corrupt item, unless a write lands first
 	}
 	if loader == nil {
 		if l2Down(err) {

@@ -140,6 +140,20 @@ func TestCorruptItemsNeverDisableWrites(t *testing.T) {
 	if st := n.Stats(); st.L2Corrupt != uint64(len(keys)) || st.L2Misses != 0 {
 		t.Fatalf("L2Corrupt = %d, L2Misses = %d; want %d corrupt items counted once each, no misses", st.L2Corrupt, st.L2Misses, len(keys))
 	}
+	// GetOrLoad, with and without leases: counted once, loaded, replaced.
+	noLeases := newNodeAt(t, cfg, table, func(o *tiered.Options[string]) { o.DisableLeases = true })
+	for i, nd := range []*node{n, noLeases} {
+		key := "g" + strconv.Itoa(i)
+		putRaw(key, shapes[0])
+		before := nd.Stats().L2Corrupt
+		if v, err := nd.GetOrLoad(ctx, key, constLoader("loaded")); err != nil || v != "loaded" {
+			t.Fatalf("GetOrLoad over a corrupt item = %q, %v", v, err)
+		}
+		if got := nd.Stats().L2Corrupt - before; got != 1 {
+			t.Fatalf("GetOrLoad counted %d corrupt items, want 1", got)
+		}
+		keys = append(keys, key)
+	}
 	tbl := l2Table(t, table)
 	for _, k := range keys {
 		if it, err := tbl.Get(ctx, k); err != nil || string(it.Value) != "loaded" {
