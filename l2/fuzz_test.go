@@ -213,6 +213,7 @@ func FuzzItemDecoding(f *testing.F) {
 func FuzzOptions(f *testing.F) {
 	f.Add("tbl", "ns", int64(0), int64(0), 0, int64(0), int64(0), "KEYS_ONLY")
 	f.Add("ab", "a#b", int64(-1), int64(-1), -1, int64(-1), int64(-1), "ALL")
+	f.Add("tbl", "", int64(0), int64(1<<62), 0, int64(0), int64(0), "")
 	f.Fuzz(func(t *testing.T, table, ns string, tomb, call int64, retries int, backoff, maxWait int64, view string) {
 		tbl, err := New(Options{Client: fuzzAPI{}, Table: table, Namespace: ns, TombstoneTTL: time.Duration(tomb),
 			CallTimeout: time.Duration(call), BatchRetries: retries, BatchBackoff: time.Duration(backoff),
@@ -223,6 +224,11 @@ func FuzzOptions(f *testing.F) {
 			t.Fatal("New returned neither a Table nor an error")
 		case err != nil && (!errors.As(err, &oe) || oe.Field == "" || !errors.Is(err, ErrInvalidOptions)):
 			t.Fatalf("New = %v; want an *OptionsError naming the field", err)
+		case err == nil && tbl.o.CallTimeout > 0:
+			// Deadlines derived from CallTimeout never wrap negative.
+			if tbl.batchFirst(MaxBatchKeys) < tbl.o.CallTimeout || mulSat(tbl.o.CallTimeout, HardTimeoutFactor) < tbl.o.CallTimeout {
+				t.Fatalf("CallTimeout %v: derived deadlines overflow", tbl.o.CallTimeout)
+			}
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"sync"
 	"time"
@@ -125,7 +126,7 @@ func (t *Table) callCtxFirst(ctx context.Context, first time.Duration) (context.
 	if t.o.CallTimeout < 0 {
 		return ctx, func() {}
 	}
-	hard, hcancel := context.WithTimeoutCause(ctx, t.o.CallTimeout*HardTimeoutFactor, errCallTimeout)
+	hard, hcancel := context.WithTimeoutCause(ctx, mulSat(t.o.CallTimeout, HardTimeoutFactor), errCallTimeout)
 	cctx, ccancel := context.WithCancelCause(hard)
 	w := newWatchdog(first, t.o.CallTimeout, ccancel)
 	return context.WithValue(cctx, watchdogKey{}, w), func() {
@@ -139,7 +140,16 @@ func (t *Table) callCtxFirst(ctx context.Context, first time.Duration) (context.
 // to start.
 func (t *Table) batchFirst(n int) time.Duration {
 	units := max(1, (n+BatchKeysPerCallTimeout-1)/BatchKeysPerCallTimeout)
-	return time.Duration(units) * t.o.CallTimeout
+	return mulSat(t.o.CallTimeout, units)
+}
+
+// mulSat is d x n (d >= 0, n >= 1), saturating instead of overflowing: a
+// CallTimeout of years must not wrap into a negative deadline.
+func mulSat(d time.Duration, n int) time.Duration {
+	if d > math.MaxInt64/time.Duration(n) {
+		return math.MaxInt64
+	}
+	return d * time.Duration(n)
 }
 
 // withProgress is the per-call option every data-path call passes: it wraps
