@@ -4,8 +4,9 @@ GO        ?= go
 DEMO_ARGS ?=
 BENCH     ?= .
 BENCHTIME ?= 1s
+FUZZTIME  ?= 10s
 
-.PHONY: all deps test test-loaded demo bench vet fmt clean
+.PHONY: all deps test test-loaded demo bench fuzz vet fmt clean
 
 all: test
 
@@ -43,6 +44,17 @@ demo: deps
 
 bench: deps
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./bench/...
+
+# Every fuzz target of every package, one after another, each for FUZZTIME.
+# The seed corpus is in each package's testdata/fuzz (plain `go test` runs it
+# as regression tests); a crasher found is written there too: keep it.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 clean:
 	rm -rf .cache bin

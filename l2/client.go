@@ -1,6 +1,7 @@
 package l2
 
 import (
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -10,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/tieredcache/tieredcache/internal/sdklog"
 )
 
 // Settings NewClient applies.
@@ -23,8 +26,12 @@ const (
 	// ClientDialTimeout bounds a TCP connect.
 	ClientDialTimeout = 1 * time.Second
 	// ClientResponseHeaderTimeout bounds the wait for a response once a
-	// request is sent, per attempt.
-	ClientResponseHeaderTimeout = 1 * time.Second
+	// request is sent, per attempt: a backstop for calls without a deadline
+	// of ours (table setup). Data-path calls are bounded by
+	// Options.CallTimeout, which allows a large BatchGetItem page more than
+	// a second before its first byte, hence a value as large as the default
+	// hard bound (DefaultCallTimeout x HardTimeoutFactor).
+	ClientResponseHeaderTimeout = DefaultCallTimeout * HardTimeoutFactor
 	// ClientMaxIdleConnsPerHost keeps enough warm connections for a busy
 	// node (the SDK default is 10, which makes concurrent misses dial).
 	ClientMaxIdleConnsPerHost = 128
@@ -40,7 +47,12 @@ const (
 //     every call fails at once until it refills — a cache reads on, and its
 //     circuit breaker, not the quota, decides when to stop calling;
 //   - an HTTP client with short connect and response-header timeouts and a
-//     larger idle connection pool (the Client* constants).
+//     larger idle connection pool (the Client* constants);
+//   - cfg.Logger without the SDK's checksum warning on every
+//     ConditionalCheckFailed response (aws-sdk-go-v2 issue #3545; see
+//     internal/sdklog), which a cache gets in normal operation. Pass
+//     WithLogger to send the SDK's lines to a *slog.Logger instead (the
+//     SDK's default logger writes to stderr).
 //
 // Per-call deadlines are applied by Table (Options.CallTimeout), not here, so
 // they hold for any client. Request-body logging is never enabled.
@@ -55,6 +67,7 @@ func NewClient(cfg aws.Config, optFns ...func(*dynamodb.Options)) *dynamodb.Clie
 		// A non-zero RetryMaxAttempts (from cfg or AWS_MAX_ATTEMPTS) would
 		// wrap our retryer with another attempt count.
 		o.RetryMaxAttempts = 0
+		o.Logger = sdklog.Filter(o.Logger)
 		o.HTTPClient = awshttp.NewBuildableClient().
 			WithDialerOptions(func(d *net.Dialer) { d.Timeout = ClientDialTimeout }).
 			WithTransportOptions(func(tr *http.Transport) {
@@ -65,4 +78,12 @@ func NewClient(cfg aws.Config, optFns ...func(*dynamodb.Options)) *dynamodb.Clie
 	})
 	fns = append(fns, optFns...)
 	return dynamodb.NewFromConfig(cfg, fns...)
+}
+
+// WithLogger makes a client log through l (nil: nowhere) rather than the
+// aws.Config's logger: the SDK's warnings at warn, the rest at debug, and
+// the checksum warning of aws-sdk-go-v2 issue #3545 at debug. Use it as an
+// option of NewClient (or dynamodb.NewFromConfig).
+func WithLogger(l *slog.Logger) func(*dynamodb.Options) {
+	return func(o *dynamodb.Options) { o.Logger = sdklog.Slog(l) }
 }

@@ -28,7 +28,9 @@
 // Every write is an UpdateItem with "ADD ver :one": the table, not the writer,
 // picks the next version, so versions never go backwards and two writers can
 // never both claim one version. Put and Delete are unconditional (they are the
-// user's writes, the newest truth). Fill, the write after a miss, is
+// user's writes, the newest truth), but for a check that the item follows the
+// format: a corrupt or foreign item is replaced with a version above every
+// counter version (see repair.go), never refused. Fill, the write after a miss, is
 // conditional: it lands only on a vacant item, or, with a lease, only while
 // the lease is still the caller's. Put and Delete remove any lease, so a fill
 // whose load began before a write or delete is refused with ErrLeaseLost.
@@ -41,9 +43,14 @@
 // # Calls
 //
 // Every data-path call (Get, BatchGet, Put, Fill, Delete, leases) runs under
-// its own deadline, Options.CallTimeout (DefaultCallTimeout), or the caller's
-// if that is sooner. Clients built by NewClient retry little and fast; a
-// client passed in Options.Client is used as it is.
+// a progress deadline, Options.CallTimeout (DefaultCallTimeout): for the
+// response to start and between its bytes, with a hard bound of
+// HardTimeoutFactor x CallTimeout (see watchdog.go), and under the caller's
+// deadline. Clients built by NewClient retry little and fast and keep the
+// SDK's checksum warning of aws-sdk-go-v2 issue #3545 off stderr (see
+// WithLogger); a client passed in Options.Client is used as it is, but for
+// the per-call HTTP wrapper that sees progress. A request DynamoDB rejects as
+// invalid is a *RequestError (ErrInvalidRequest).
 //
 // Keys and values are never logged, and never put in error messages.
 package l2

@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // Sentinel errors. Every error this package returns for one of these
@@ -48,10 +49,18 @@ var (
 	// The SDK's own error stays reachable with errors.As.
 	ErrThrottled = errors.New("l2: throttled")
 	// ErrTimeout: the call ran out of Options.CallTimeout (DynamoDB, or the
-	// way to it, is slow). A call cut short by the caller's own context is
+	// way to it, made no progress for that long), or of HardTimeoutFactor x
+	// CallTimeout in all. A call cut short by the caller's own context is
 	// not marked: that says nothing about DynamoDB. The context error stays
 	// reachable (errors.Is(err, context.DeadlineExceeded)).
 	ErrTimeout = errors.New("l2: call timed out")
+	// ErrInvalidRequest: DynamoDB rejected the request as invalid
+	// (ValidationException, or any other client error but throttling and a
+	// failed condition, e.g. ResourceNotFoundException for a missing table,
+	// AccessDeniedException): DynamoDB answered, so this says nothing about
+	// its health; retrying the same request gets the same answer (see
+	// *RequestError).
+	ErrInvalidRequest = errors.New("l2: request rejected as invalid")
 	// ErrPartial: BatchGet could not read every key (see *PartialError).
 	ErrPartial = errors.New("l2: batch partially read")
 	// ErrTableMismatch: an existing table does not fit the item format or the
@@ -165,6 +174,25 @@ func (e *PartialError) Unwrap() []error {
 	return []error{ErrPartial}
 }
 
+// RequestError reports a request DynamoDB rejected as invalid: Op is the
+// operation ("Put", "GetItem", ...), Code DynamoDB's error code
+// ("ValidationException", ...), Err the SDK's error. Its message holds only
+// Op and Code: DynamoDB's own message may quote attribute names or request
+// details, so it is reachable only through Err (errors.As). errors.Is(err,
+// ErrInvalidRequest).
+type RequestError struct {
+	Op   string
+	Code string
+	Err  error
+}
+
+func (e *RequestError) Error() string {
+	return "l2: " + e.Op + ": request rejected as invalid: " + e.Code
+}
+
+// Unwrap returns ErrInvalidRequest and the SDK's error.
+func (e *RequestError) Unwrap() []error { return []error{ErrInvalidRequest, e.Err} }
+
 // TableMismatchError lists every way an existing table differs from what
 // this package needs. errors.Is(err, ErrTableMismatch).
 type TableMismatchError struct {
@@ -192,10 +220,41 @@ func isThrottle(err error) bool {
 	return errors.As(err, &api) && throttleCodes[api.ErrorCode()]
 }
 
-// callError wraps an SDK error from op, marking throttling with ErrThrottled.
+// invalidRequest reports whether err is DynamoDB rejecting the request as
+// invalid, and its error code: an API error that is the client's fault (a
+// modeled error marked so, or any HTTP 4xx: the SDK leaves the fault of
+// unmodeled codes such as ValidationException unknown), other than
+// throttling (a 400 too, but a sign of load) and a failed condition (an
+// answer, handled by the caller).
+func invalidRequest(err error) (string, bool) {
+	var api smithy.APIError
+	if !errors.As(err, &api) {
+		return "", false
+	}
+	code := api.ErrorCode()
+	if throttleCodes[code] || code == "ConditionalCheckFailedException" {
+		return "", false
+	}
+	if api.ErrorFault() == smithy.FaultClient {
+		return code, true
+	}
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		if s := re.HTTPStatusCode(); s >= 400 && s < 500 {
+			return code, true
+		}
+	}
+	return "", false
+}
+
+// callError wraps an SDK error from op, marking throttling with ErrThrottled
+// and a rejected request as a *RequestError.
 func callError(op string, err error) error {
 	if isThrottle(err) {
 		return fmt.Errorf("l2: %s: %w: %w", op, ErrThrottled, err)
+	}
+	if code, ok := invalidRequest(err); ok {
+		return &RequestError{Op: op, Code: code, Err: err}
 	}
 	return fmt.Errorf("l2: %s: %w", op, err)
 }

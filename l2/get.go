@@ -31,20 +31,25 @@ func (t *Table) Get(ctx context.Context, key string) (Item, error) {
 		TableName:      aws.String(t.o.Table),
 		Key:            map[string]types.AttributeValue{PartitionKeyAttr: &types.AttributeValueMemberS{Value: pk}},
 		ConsistentRead: aws.Bool(t.o.ConsistentRead),
-	})
+	}, withProgress)
 	if err = t.record(cctx, "GetItem", err); err != nil {
 		return Item{}, err
 	}
-	if len(out.Item) == 0 {
+	return t.getResult(out.Item, t.o.Now())
+}
+
+// getResult is Get's answer for the item m (GetItem's Item) at now.
+func (t *Table) getResult(m map[string]types.AttributeValue, now time.Time) (Item, error) {
+	if len(m) == 0 {
 		return Item{}, ErrNotFound
 	}
-	r, err := t.parse(out.Item)
+	r, err := t.parse(m)
 	if err != nil {
 		return Item{}, err
 	}
-	if !r.live(t.o.Now()) {
+	if !r.live(now) {
 		if r.tomb || !(r.hasValue || r.NotFound) {
-			return Item{Key: r.Key, Version: r.Version, Leased: r.leaseHeld(t.o.Now())}, ErrNotFound
+			return Item{Key: r.Key, Version: r.Version, Leased: r.leaseHeld(now)}, ErrNotFound
 		}
 		it := r.Item // expired, not yet swept: its last entry, for stale-if-error
 		it.Expired = true
@@ -75,6 +80,7 @@ func (t *Table) parse(m map[string]types.AttributeValue) (rawItem, error) {
 //
 // With IncludeVacant, keys whose item exists but holds no live entry are in
 // the map too, as Items with Vacant set and only Key and Version filled.
+// With OnCorrupt, each key whose item is corrupt is reported once.
 func (t *Table) BatchGet(ctx context.Context, keys []string, optFns ...BatchGetOption) (map[string]Item, error) {
 	var bo batchGetOptions
 	for _, fn := range optFns {
@@ -96,7 +102,7 @@ func (t *Table) BatchGet(ctx context.Context, keys []string, optFns ...BatchGetO
 	found := make(map[string]Item, len(pks))
 	for start := 0; start < len(pks); start += MaxBatchKeys {
 		chunk := pks[start:min(start+MaxBatchKeys, len(pks))]
-		left, err := t.batchChunk(ctx, chunk, found, bo)
+		left, err := t.batchChunk(ctx, chunk, found, &bo)
 		if len(left) > 0 || err != nil {
 			left = append(left, pks[start+len(chunk):]...)
 			notRead := make([]string, 0, len(left))
@@ -113,7 +119,7 @@ func (t *Table) BatchGet(ctx context.Context, keys []string, optFns ...BatchGetO
 
 // batchChunk reads up to MaxBatchKeys partition keys into found and returns
 // those it could not read.
-func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]Item, bo batchGetOptions) (left []string, err error) {
+func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]Item, bo *batchGetOptions) (left []string, err error) {
 	keys := make([]map[string]types.AttributeValue, len(pks))
 	for i, pk := range pks {
 		keys[i] = map[string]types.AttributeValue{PartitionKeyAttr: &types.AttributeValueMemberS{Value: pk}}
@@ -129,20 +135,7 @@ func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]I
 		}
 		now := t.o.Now()
 		for _, m := range out.Responses[t.o.Table] {
-			r, err := t.parse(m)
-			if err != nil {
-				bo.reportCorrupt(r.Key)
-				continue
-			}
-			if !r.live(now) {
-				if !bo.vacant {
-					continue
-				}
-				r.Item = Item{Key: r.Key, Version: r.Version, Vacant: true}
-			}
-			if _, ok := t.DecodeKey(t.o.Namespace + "#" + r.Key); ok {
-				found[r.Key] = r.Item
-			}
+			t.batchItem(m, now, bo, found)
 		}
 		keys = out.UnprocessedKeys[t.o.Table].Keys
 		if len(keys) == 0 {
@@ -161,12 +154,51 @@ func (t *Table) batchChunk(ctx context.Context, pks []string, found map[string]I
 	}
 }
 
+// batchItem adds the item m of a BatchGetItem answer to found, as BatchGet
+// answers it at now (or reports it to bo.onCorrupt).
+func (t *Table) batchItem(m map[string]types.AttributeValue, now time.Time, bo *batchGetOptions, found map[string]Item) {
+	if len(m) == 0 {
+		return // no item (as Get answers it), not a corrupt one: found by FuzzItemDecoding
+	}
+	r, err := t.parse(m)
+	if err != nil {
+		if bo.onCorrupt != nil {
+			if pk, ok := m[PartitionKeyAttr].(*types.AttributeValueMemberS); ok {
+				if k, ok := t.DecodeKey(pk.Value); ok {
+					bo.onCorrupt(k, err)
+				}
+			}
+		}
+		return
+	}
+	if !r.live(now) {
+		if !bo.vacant {
+			return
+		}
+		r.Item = Item{Key: r.Key, Version: r.Version, Vacant: true}
+	}
+	if _, ok := t.DecodeKey(t.o.Namespace + "#" + r.Key); ok {
+		found[r.Key] = r.Item
+	}
+}
+
 // BatchGetOption tweaks one BatchGet call.
 type BatchGetOption func(*batchGetOptions)
 
 type batchGetOptions struct {
 	vacant    bool
-	onCorrupt func(key string) // see OnCorrupt (pending.go)
+	onCorrupt func(key string, err error)
+}
+
+// OnCorrupt makes BatchGet call fn once for each key whose item it read and
+// found corrupt (err is a *CorruptItemError), on the caller's goroutine,
+// before BatchGet returns. Such a key is absent from the map (with or
+// without IncludeVacant), as Get answers it with ErrCorruptItem; either way
+// it is counted once in Stats.CorruptItems. A caller keeping its own count
+// should count each call once and not also count that key as a miss. A
+// later Fill with IfVersion(0) replaces the corrupt item (see Fill).
+func OnCorrupt(fn func(key string, err error)) BatchGetOption {
+	return func(o *batchGetOptions) { o.onCorrupt = fn }
 }
 
 // IncludeVacant makes BatchGet also return the keys whose item holds no live
@@ -179,14 +211,14 @@ func IncludeVacant() BatchGetOption {
 }
 
 func (t *Table) batchCall(ctx context.Context, keys []map[string]types.AttributeValue) (*dynamodb.BatchGetItemOutput, error) {
-	cctx, cancel := t.callCtx(ctx)
+	cctx, cancel := t.callCtxFirst(ctx, t.batchFirst(len(keys)))
 	defer cancel()
 	out, err := t.c.BatchGetItem(cctx, &dynamodb.BatchGetItemInput{
 		RequestItems: map[string]types.KeysAndAttributes{t.o.Table: {
 			Keys:           keys,
 			ConsistentRead: aws.Bool(t.o.ConsistentRead),
 		}},
-	})
+	}, withProgress)
 	return out, t.record(cctx, "BatchGetItem", err)
 }
 

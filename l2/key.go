@@ -73,6 +73,12 @@ func (t *Table) MaxValueBytes(key string) int {
 	return MaxItemBytes - (len(t.o.Namespace) + 1 + len(key)) - ItemOverheadBytes
 }
 
+// CheckValue returns a *ValueTooLargeError when value cannot fit in one item
+// next to key (key must be valid): the check Put, Fill and Refresh make
+// before any request, for callers that want it before their own gate (a
+// circuit breaker).
+func (t *Table) CheckValue(key string, value []byte) error { return t.checkValue(key, value) }
+
 func (t *Table) checkValue(key string, value []byte) error {
 	if max := t.MaxValueBytes(key); len(value) > max {
 		return &ValueTooLargeError{Size: len(value), Max: max}

@@ -35,7 +35,10 @@ type LeaseResult struct {
 // placeholder) and holds no live lease. It leaves a placeholder: tombstone
 // attributes (exp = now + TombstoneTTL, so an abandoned lease is swept) plus
 // the lease; readers still see ErrNotFound, and the version does not move.
-// When it does not land, the result says what is there instead.
+// When it does not land, the result says what is there instead. A corrupt
+// item counts as vacant (unless a live lease of another owner can be read on
+// it): the placeholder replaces it, with a new version (see Put), so the
+// lease's Fill lands.
 func (t *Table) AcquireLease(ctx context.Context, key, owner string, ttl time.Duration) (LeaseResult, error) {
 	pk, err := t.EncodeKey(key)
 	if err != nil {
@@ -49,32 +52,38 @@ func (t *Table) AcquireLease(ctx context.Context, key, owner string, ttl time.Du
 	}
 	now := t.o.Now()
 	expires := now.Add(ttl)
-	_, err = t.update(ctx, "AcquireLease", pk, update{
-		expr: "SET #lease = :owner, #lexp = :lexp, #tomb = :true, #exp = :texp REMOVE #v, #neg",
-		cond: vacantCond + " AND " + noLeaseCond,
+	_, old, err := t.write(ctx, "AcquireLease", pk, write{
+		set:    "#lease = :owner, #lexp = :lexp, #tomb = :true, #exp = :texp",
+		remove: "#v, #neg",
+		cond:   vacantCond + " AND " + noLeaseCond,
 		values: map[string]types.AttributeValue{
 			":owner": &types.AttributeValueMemberS{Value: owner},
 			":lexp":  num(expires.UnixMilli()),
 			":texp":  num(expSeconds(now, t.o.TombstoneTTL)),
-			":true":  &types.AttributeValueMemberBOOL{Value: true},
 			":false": &types.AttributeValueMemberBOOL{Value: false},
 			":nows":  num(now.Unix()),
 			":nowms": num(now.UnixMilli()),
 		},
-	}, false)
-	if ccf, ok := conditionFailed(err); ok {
+		// A corrupt item counts as vacant, unless a live lease can be read
+		// on it. The placeholder that replaces it gets a new version (the
+		// old one is unusable), so the fill that follows moves on from
+		// there.
+		may: func(old map[string]types.AttributeValue) bool {
+			_, held := looseLease(old, now)
+			return !held
+		},
+	})
+	if _, ok := conditionFailed(err); ok {
 		res := LeaseResult{}
-		if len(ccf.Item) == 0 {
-			return res, nil
-		}
-		r, err := t.parse(ccf.Item)
-		if err != nil {
-			return res, err
-		}
-		if r.live(now) {
+		r, perr := parseItem(fromTable(old))
+		switch {
+		case len(old) == 0:
+		case perr != nil: // corrupt, with a live lease we may not take
+			res.HolderExpires, _ = looseLease(old, now)
+		case r.live(now):
 			it := r.Item
 			res.Current = &it
-		} else if r.leaseHeld(now) {
+		case r.leaseHeld(now):
 			res.HolderExpires = r.leaseExp
 		}
 		return res, nil

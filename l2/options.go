@@ -2,7 +2,6 @@ package l2
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"time"
 
@@ -13,7 +12,7 @@ import (
 // Defaults for Options.
 const (
 	DefaultTombstoneTTL = 1 * time.Hour          // how long a Delete's tombstone keeps the version
-	DefaultCallTimeout  = 500 * time.Millisecond // deadline of one data-path call, retries included
+	DefaultCallTimeout  = 500 * time.Millisecond // longest wait without progress of one data-path call (see Options.CallTimeout)
 	DefaultBatchRetries = 5                      // BatchGet retries of UnprocessedKeys before *PartialError
 	DefaultBatchBackoff = 10 * time.Millisecond  // first UnprocessedKeys backoff (doubled, full jitter)
 	DefaultBatchMaxWait = 200 * time.Millisecond // cap of one UnprocessedKeys backoff
@@ -51,9 +50,17 @@ type Options struct {
 	// TombstoneTTL is how long a Delete's tombstone lives (it keeps the key's
 	// version growing across a delete). Default DefaultTombstoneTTL.
 	TombstoneTTL time.Duration
-	// CallTimeout bounds each data-path call, the client's retries included,
-	// unless the caller's deadline is sooner. Default DefaultCallTimeout;
-	// negative: no deadline of ours.
+	// CallTimeout bounds how long a data-path call (Get, BatchGet's pages,
+	// writes, leases) may wait without progress: for its response to start
+	// (for a BatchGetItem page, one CallTimeout per BatchKeysPerCallTimeout
+	// keys requested) and between bytes of the response body. The deadline
+	// is re-armed at each attempt and while bytes arrive, and lifted once the
+	// body has been read; whatever the progress, a call (retries included)
+	// ends after HardTimeoutFactor x CallTimeout. A call that runs out fails
+	// with ErrTimeout; so large answers are slow, not failed, while a
+	// DynamoDB that does not answer is still told within CallTimeout. The
+	// caller's own deadline applies as well. Default DefaultCallTimeout;
+	// negative: no deadline of ours. See watchdog.go.
 	CallTimeout time.Duration
 	// ConsistentRead makes Get and BatchGet strongly consistent reads (twice
 	// the read cost). Default false: eventually consistent, which may miss a
@@ -156,14 +163,3 @@ func (t *Table) Name() string { return t.o.Table }
 
 // Namespace returns the namespace.
 func (t *Table) Namespace() string { return t.o.Namespace }
-
-// callCtx applies Options.CallTimeout to one call.
-func (t *Table) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if t.o.CallTimeout < 0 {
-		return ctx, func() {}
-	}
-	return context.WithTimeoutCause(ctx, t.o.CallTimeout, errCallTimeout)
-}
-
-// errCallTimeout is the cause of a call context that hit CallTimeout.
-var errCallTimeout = errors.New("l2: CallTimeout")

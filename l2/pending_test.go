@@ -45,7 +45,7 @@ func TestBatchGetReportsCorruptKeys(t *testing.T) {
 	}
 	e.putRaw(t, map[string]types.AttributeValue{"pk": S("ns#bad"), "v": B("x"), "ver": S("1")}) // ver as a string
 	var corrupt []string
-	m, err := e.tbl.BatchGet(c, []string{"ok", "bad", "absent"}, l2.IncludeVacant(), l2.OnCorrupt(func(k string) { corrupt = append(corrupt, k) }))
+	m, err := e.tbl.BatchGet(c, []string{"ok", "bad", "absent"}, l2.IncludeVacant(), l2.OnCorrupt(func(k string, _ error) { corrupt = append(corrupt, k) }))
 	if err != nil || len(m) != 1 {
 		t.Fatalf("BatchGet = %v, %v", m, err)
 	}

@@ -10,16 +10,20 @@ import (
 // writes, leases; not EnsureTable and the stream helpers). They are plain
 // atomics: this is not a hit path.
 type Stats struct {
-	Calls              int64 // DynamoDB calls made (each BatchGetItem page counts once)
-	Errors             int64 // calls that failed (throttles included, condition failures not)
-	Throttles          int64 // calls that failed with a throttling error
-	CorruptItems       int64 // items read that did not follow the item format
+	Calls     int64 // DynamoDB calls made (each BatchGetItem page counts once)
+	Errors    int64 // calls that failed (throttles included, condition failures not)
+	Throttles int64 // calls that failed with a throttling error
+	// CorruptItems counts the items Get and BatchGet read that did not
+	// follow the item format: once per item read, the same way for both
+	// (the write path's encounters are counted in Repairs instead).
+	CorruptItems       int64
 	UnprocessedRetries int64 // BatchGetItem calls made only to retry UnprocessedKeys
-	ConditionFailures  int64 // conditional writes (Fill, leases) that did not land
+	ConditionFailures  int64 // conditional writes (Fill, leases) that did not land, and writes that met a corrupt item
+	Repairs            int64 // corrupt or foreign items that a write replaced
 }
 
 type stats struct {
-	calls, errors, throttles, corrupt, unprocessed, condFailed atomic.Int64
+	calls, errors, throttles, corrupt, unprocessed, condFailed, repairs atomic.Int64
 }
 
 // Stats returns a snapshot of the counters.
@@ -32,6 +36,7 @@ func (t *Table) Stats() Stats {
 		CorruptItems:       s.corrupt.Load(),
 		UnprocessedRetries: s.unprocessed.Load(),
 		ConditionFailures:  s.condFailed.Load(),
+		Repairs:            s.repairs.Load(),
 	}
 }
 
@@ -53,7 +58,10 @@ func (t *Table) record(cctx context.Context, op string, err error) error {
 		t.stats.throttles.Add(1)
 	}
 	if cctx.Err() != nil && context.Cause(cctx) == errCallTimeout {
-		return fmt.Errorf("l2: %s: %w: %w", op, ErrTimeout, err)
+		// Ours, not the caller's: the SDK's error (a context.Canceled when
+		// the watchdog cut the call) is kept as text only, so that nothing
+		// takes it for the caller giving up; DeadlineExceeded is what it is.
+		return fmt.Errorf("l2: %s: %w: %w (%v)", op, ErrTimeout, context.DeadlineExceeded, err)
 	}
 	return callError(op, err)
 }

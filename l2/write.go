@@ -49,18 +49,8 @@ func (t *Table) update(ctx context.Context, op, pk string, u update, returnNew b
 	}
 	cctx, cancel := t.callCtx(ctx)
 	defer cancel()
-	out, err := t.c.UpdateItem(cctx, in)
+	out, err := t.c.UpdateItem(cctx, in, withProgress)
 	return out, t.record(cctx, op, err)
-}
-
-// versionIs returns the condition "the key's version is still v" (0: the
-// item has no version), adding the value it needs.
-func (u *update) versionIs(v int64) string {
-	if v == 0 {
-		return "attribute_not_exists(#ver)"
-	}
-	u.values[":seen"] = num(v)
-	return "#ver = :seen"
 }
 
 func usedNames(exprs string) map[string]string {
@@ -107,25 +97,22 @@ func expSeconds(now time.Time, ttl time.Duration) int64 {
 	return s
 }
 
-// entryUpdate is the update storing a value (or, with notFound, a negative
-// entry) that lives ttl; it moves the version forward and clears tombstone
-// and lease.
-func entryUpdate(value []byte, notFound bool, exp int64) update {
-	u := update{values: map[string]types.AttributeValue{
-		":exp": num(exp),
-		":one": num(1),
-	}}
+// entryWrite stores a value (or, with notFound, a negative entry) that lives
+// until exp; it moves the version forward and clears tombstone and lease.
+func entryWrite(value []byte, notFound bool, exp int64) write {
+	w := write{values: map[string]types.AttributeValue{":exp": num(exp)}, bump: true}
 	if notFound {
-		u.expr = "SET #neg = :true, #exp = :exp REMOVE #v, #tomb, #lease, #lexp ADD #ver :one"
-		u.values[":true"] = &types.AttributeValueMemberBOOL{Value: true}
+		w.set = "#neg = :true, #exp = :exp"
+		w.remove = "#v, #tomb, #lease, #lexp"
 	} else {
 		if value == nil {
 			value = []byte{}
 		}
-		u.expr = "SET #v = :v, #exp = :exp REMOVE #neg, #tomb, #lease, #lexp ADD #ver :one"
-		u.values[":v"] = &types.AttributeValueMemberB{Value: value}
+		w.set = "#v = :v, #exp = :exp"
+		w.remove = "#neg, #tomb, #lease, #lexp"
+		w.values[":v"] = &types.AttributeValueMemberB{Value: value}
 	}
-	return u
+	return w
 }
 
 func (t *Table) checkEntry(key string, value []byte, ttl time.Duration) (string, error) {
@@ -146,6 +133,15 @@ func (t *Table) checkEntry(key string, value []byte, ttl time.Duration) (string,
 // truth), living ttl (> 0). It removes any negative entry, tombstone and
 // lease (so a Fill holding that lease fails with ErrLeaseLost) and returns
 // the new version, one more than the item's last.
+//
+// Every write (Put, PutNotFound, Delete, Fill, Refresh, AcquireLease) over a
+// corrupt or foreign item (see repair.go) replaces it where the write's own
+// rule allows (always for Put, PutNotFound and Delete; as over a vacant item
+// for Fill and AcquireLease; at its readable version for Refresh), giving it
+// a version above every counter version (the current unix microseconds), and
+// counts it in Stats.Repairs. It never fails with a ValidationException for
+// it. Put and Delete fail (ErrConflict) only if other writers keep rewriting
+// the item through writeRounds attempts.
 func (t *Table) Put(ctx context.Context, key string, value []byte, ttl time.Duration) (version int64, err error) {
 	return t.put(ctx, "Put", key, value, false, ttl)
 }
@@ -161,23 +157,11 @@ func (t *Table) put(ctx context.Context, op, key string, value []byte, notFound 
 	if err != nil {
 		return 0, err
 	}
-	out, err := t.update(ctx, op, pk, entryUpdate(value, notFound, expSeconds(t.o.Now(), ttl)), true)
-	if err != nil {
-		return 0, err
+	ver, _, err := t.write(ctx, op, pk, entryWrite(value, notFound, expSeconds(t.o.Now(), ttl)))
+	if _, ok := conditionFailed(err); ok {
+		return 0, &ConflictError{} // other writers kept rewriting a corrupt item
 	}
-	return t.newVersion(out)
-}
-
-func (t *Table) newVersion(out *dynamodb.UpdateItemOutput) (int64, error) {
-	ver, ok, err := intAttr(fromTable(out.Attributes), VersionAttr)
-	if err == nil && !ok {
-		err = &CorruptItemError{VersionAttr, "missing from the write's answer"}
-	}
-	if err != nil {
-		t.stats.corrupt.Add(1)
-		return 0, err
-	}
-	return ver, nil
+	return ver, err
 }
 
 // Fill stores the result of a load after a miss: value, or with notFound a
@@ -198,6 +182,11 @@ func (t *Table) newVersion(out *dynamodb.UpdateItemOutput) (int64, error) {
 //     moved it, so the load may be older than the table: ErrConflict. This
 //     closes the race with a Delete without a lease.
 //
+// Over a corrupt item, a fill lands as over a vacant one (replacing it), but
+// with lease != "" only if the item still carries that lease, and with
+// IfVersion(v), v != 0, only if it still carries version v; a corrupt item
+// with a readable live lease of another owner refuses a lease-less fill.
+//
 // A refused fill is a *ConflictError (errors.Is ErrConflict, and ErrLeaseLost
 // for a lease fill) whose Current holds the live entry found, if any. On
 // success Fill returns the new version and the lease is gone.
@@ -214,28 +203,38 @@ func (t *Table) Fill(ctx context.Context, key string, value []byte, notFound boo
 		return 0, err
 	}
 	now := t.o.Now()
-	u := entryUpdate(value, notFound, expSeconds(now, ttl))
+	w := entryWrite(value, notFound, expSeconds(now, ttl))
 	if lease == "" {
-		u.cond = vacantCond + " AND " + noLeaseCond
-		u.values[":true"] = &types.AttributeValueMemberBOOL{Value: true}
-		u.values[":false"] = &types.AttributeValueMemberBOOL{Value: false}
-		u.values[":nows"] = num(now.Unix())
-		u.values[":nowms"] = num(now.UnixMilli())
+		w.cond = vacantCond + " AND " + noLeaseCond
+		w.values[":false"] = &types.AttributeValueMemberBOOL{Value: false}
+		w.values[":nows"] = num(now.Unix())
+		w.values[":nowms"] = num(now.UnixMilli())
+		// Over a corrupt item: as over a vacant one, unless a live lease
+		// can be read on it, or IfVersion names a version it does not carry.
+		w.may = func(old map[string]types.AttributeValue) bool {
+			_, held := looseLease(old, now)
+			return !held && (!fo.ifVersion || fo.version == 0 || looseVersion(old) == fo.version)
+		}
 	} else {
-		u.cond = "#lease = :lease"
-		u.values[":lease"] = &types.AttributeValueMemberS{Value: lease}
+		w.cond = "#lease = :lease"
+		w.values[":lease"] = &types.AttributeValueMemberS{Value: lease}
+		// Over a corrupt item: only if it still carries this lease.
+		w.may = func(old map[string]types.AttributeValue) bool {
+			l, ok := old[LeaseAttr].(*types.AttributeValueMemberS)
+			return ok && l.Value == lease && (!fo.ifVersion || fo.version == 0 || looseVersion(old) == fo.version)
+		}
 	}
 	if fo.ifVersion {
-		u.cond += " AND " + u.versionIs(fo.version)
+		w.cond += " AND " + w.versionIs(fo.version)
 	}
-	out, err := t.update(ctx, "Fill", pk, u, true)
-	if ccf, ok := conditionFailed(err); ok {
-		return 0, t.conflict(ccf.Item, lease != "", now)
+	ver, old, err := t.write(ctx, "Fill", pk, w)
+	if _, ok := conditionFailed(err); ok {
+		return 0, t.conflict(old, lease != "", now)
 	}
 	if err != nil {
 		return 0, err
 	}
-	return t.newVersion(out)
+	return ver, nil
 }
 
 // Refresh stores a reloaded value (or with notFound a negative entry) for
@@ -254,16 +253,19 @@ func (t *Table) Refresh(ctx context.Context, key string, value []byte, notFound 
 		return 0, err
 	}
 	now := t.o.Now()
-	u := entryUpdate(value, notFound, expSeconds(now, ttl))
-	u.cond = u.versionIs(version)
-	out, err := t.update(ctx, "Refresh", pk, u, true)
-	if ccf, ok := conditionFailed(err); ok {
-		return 0, t.conflict(ccf.Item, false, now)
+	w := entryWrite(value, notFound, expSeconds(now, ttl))
+	w.cond = w.versionIs(version)
+	// Over a corrupt item: only if the version it carries, read leniently (0
+	// when it has none or an unusable one), is still the caller's.
+	w.may = func(old map[string]types.AttributeValue) bool { return looseVersion(old) == version }
+	ver, old, err := t.write(ctx, "Refresh", pk, w)
+	if _, ok := conditionFailed(err); ok {
+		return 0, t.conflict(old, false, now)
 	}
 	if err != nil {
 		return 0, err
 	}
-	return t.newVersion(out)
+	return ver, nil
 }
 
 // conflict builds the *ConflictError for a failed condition from the item
@@ -273,9 +275,14 @@ func (t *Table) conflict(old map[string]types.AttributeValue, leaseLost bool, no
 	if len(old) == 0 {
 		return ce
 	}
-	r, err := t.parse(old)
+	r, err := parseItem(fromTable(old))
 	if err != nil {
-		return ce // counted as corrupt; the write still did not land
+		// Corrupt, and this write may not replace it: say whose lease
+		// stopped it, if one can be read.
+		if exp, held := looseLease(old, now); held {
+			ce.HolderExpires = exp
+		}
+		return ce
 	}
 	if r.live(now) {
 		it := r.Item
@@ -295,14 +302,15 @@ func (t *Table) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.update(ctx, "Delete", pk, update{
-		expr: "SET #tomb = :true, #exp = :exp REMOVE #v, #neg, #lease, #lexp ADD #ver :one",
-		values: map[string]types.AttributeValue{
-			":true": &types.AttributeValueMemberBOOL{Value: true},
-			":exp":  num(expSeconds(t.o.Now(), t.o.TombstoneTTL)),
-			":one":  num(1),
-		},
-	}, false)
+	_, _, err = t.write(ctx, "Delete", pk, write{
+		set:    "#tomb = :true, #exp = :exp",
+		remove: "#v, #neg, #lease, #lexp",
+		bump:   true,
+		values: map[string]types.AttributeValue{":exp": num(expSeconds(t.o.Now(), t.o.TombstoneTTL))},
+	})
+	if _, ok := conditionFailed(err); ok {
+		return &ConflictError{} // other writers kept rewriting a corrupt item
+	}
 	return err
 }
 

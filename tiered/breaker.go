@@ -39,11 +39,16 @@ func newBreaker[V any](o Options[V], st *counters) *gobreaker.CircuitBreaker[any
 	})
 }
 
-// isDefinite reports errors that are DynamoDB's own, valid answers.
+// isDefinite reports errors that are DynamoDB's own, valid answers. A
+// request DynamoDB rejected as invalid (l2.ErrInvalidRequest: a
+// ValidationException or another 4xx but throttling) is one: DynamoDB
+// answered, so it never counts against the breaker and is never reported as
+// ErrL2Unavailable.
 func isDefinite(err error) bool {
 	return errors.Is(err, l2.ErrNotFound) || errors.Is(err, l2.ErrConflict) ||
 		errors.Is(err, l2.ErrLeaseLost) || isBadInput(err) || errors.Is(err, l2.ErrCorruptItem) ||
-		isTableMissing(err) // a deleted table: see tablemissing.go
+		isTableMissing(err) || // a deleted table: see tablemissing.go
+		errors.Is(err, l2.ErrInvalidRequest)
 }
 
 func isBadInput(err error) bool {
@@ -58,6 +63,18 @@ func l2Call[V, T any](c *Cache[V], fn func() (T, error)) (T, error) {
 	r, err := c.breaker.Execute(func() (any, error) { return fn() })
 	t, _ := r.(T)
 	return t, err
+}
+
+// l2Store is l2Call for a write of the encoded value enc to key: a value
+// too large for an item is refused with l2.ErrValueTooLarge before the
+// breaker is consulted, so also while it is open, and without taking the
+// half-open probe.
+func l2Store[V, T any](c *Cache[V], key string, enc []byte, fn func() (T, error)) (T, error) {
+	if err := c.l2.CheckValue(key, enc); err != nil {
+		var zero T
+		return zero, err
+	}
+	return l2Call(c, fn)
 }
 
 // l2Down reports whether err means DynamoDB could not answer (as opposed to a

@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/sync/singleflight"
 
@@ -119,7 +118,8 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 	}
 	ddb := o.DynamoDB
 	if ddb == nil {
-		ddb = l2.NewClient(cfg)
+		// The SDK's own log lines go to Options.Logger, never to stderr.
+		ddb = l2.NewClient(cfg, l2.WithLogger(o.Logger))
 	}
 	view := l2.DefaultStreamView
 	if o.ReplaceOnChange {
@@ -154,9 +154,7 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 	} else {
 		streams := o.Streams
 		if streams == nil {
-			streams = dynamodbstreams.NewFromConfig(cfg, func(so *dynamodbstreams.Options) {
-				so.RetryMaxAttempts = 2
-			})
+			streams = invalidation.NewStreamsClient(cfg, invalidation.WithLogger(o.Logger))
 		}
 		consumer, err := invalidation.New(invalidation.Options{
 			Streams:      streams,

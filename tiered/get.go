@@ -196,6 +196,7 @@ func (c *Cache[V]) fetchFenced(ctx context.Context, key string, loader Loader[V]
 		seen = []l2.FillOption{l2.IfVersion(item.Version)}
 	case errors.Is(err, l2.ErrCorruptItem):
 		corrupt.count(&c.stats)
+		seen = []l2.FillOption{l2.IfVersion(0)} // a fill replaces the corrupt item, unless a write lands first
 	}
 	if loader == nil {
 		switch {
@@ -244,7 +245,7 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], fence
 		c.fillL1(key, fence, e, int64(len(enc)), l1Want, time.Now().Add(ttl))
 		return e, nil
 	}
-	ver, err := l2Call(c, func() (int64, error) {
+	ver, err := l2Store(c, key, enc, func() (int64, error) {
 		return c.l2.Fill(ctx, key, enc, e.notFound, ttl, lease, seen...)
 	})
 	switch {

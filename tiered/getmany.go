@@ -403,7 +403,7 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 	var err error
 	if len(read) > 0 {
 		items, err = l2Call(c, func() (map[string]l2.Item, error) {
-			return c.l2.BatchGet(ctx, read, l2.IncludeVacant(), l2.OnCorrupt(func(k string) {
+			return c.l2.BatchGet(ctx, read, l2.IncludeVacant(), l2.OnCorrupt(func(k string, _ error) {
 				if corrupt == nil { // called on this goroutine, during BatchGet
 					corrupt = make(map[string]bool)
 				}
@@ -565,7 +565,7 @@ func (c *Cache[V]) loadMany(callerCtx context.Context, b *manyLoad[V], loader Ba
 					continue
 				}
 				k := b.keys[f.i]
-				f.ver, f.err = l2Call(c, func() (int64, error) {
+				f.ver, f.err = l2Store(c, k, f.enc, func() (int64, error) {
 					return c.l2.Fill(ctx, k, f.enc, f.e.notFound, f.ttl, "", l2.IfVersion(f.seen))
 				})
 			}

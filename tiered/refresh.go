@@ -78,7 +78,7 @@ func (c *Cache[V]) refresh(values context.Context, key string, old *entry[V], lo
 	e, enc, ttl, l1Want := ld.e, ld.enc, ld.ttl, ld.l1Want
 	ver, err := int64(0), errPendingKey
 	if !pending {
-		ver, err = l2Call(c, func() (int64, error) {
+		ver, err = l2Store(c, key, enc, func() (int64, error) {
 			return c.l2.Refresh(ctx, key, enc, e.notFound, ttl, old.version)
 		})
 	}

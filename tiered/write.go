@@ -2,15 +2,21 @@ package tiered
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tieredcache/tieredcache/l2"
 )
 
 // Set writes value to L2, then to this node's L1, so that this node reads its
 // own write at once; the table's stream tells the other nodes. A Set that
 // could not reach DynamoDB returns an error matching ErrL2Unavailable and
 // leaves this node's L1 without the key: the write is reported, never lost
-// silently. A fill of key that began before Set never lands after it.
+// silently. A value too large for an item is refused with l2.ErrValueTooLarge
+// before the breaker is consulted (also while it is open); a request DynamoDB
+// rejects as invalid returns an error matching l2.ErrInvalidRequest, not
+// ErrL2Unavailable. A fill of key that began before Set never lands after it.
 func (c *Cache[V]) Set(ctx context.Context, key string, value V) error {
 	return c.SetWithTTL(ctx, key, value, 0)
 }
@@ -37,12 +43,12 @@ func (c *Cache[V]) SetWithTTL(ctx context.Context, key string, value V, ttl time
 	defer func() { err = c.afterWrite("Set", key, known, enc, err) }() // pending.go
 	fence := c.l1.BeginFill(key)
 	c.stats.writes.Add(1)
-	ver, err := l2Call(c, func() (int64, error) { return c.l2.Put(ctx, key, enc, l2TTL) })
+	ver, err := l2Store(c, key, enc, func() (int64, error) { return c.l2.Put(ctx, key, enc, l2TTL) })
 	if err != nil {
 		c.l1.Invalidate(key)
 		c.stats.writeErrors.Add(1)
-		if isBadInput(err) {
-			return err
+		if isBadInput(err) || errors.Is(err, l2.ErrInvalidRequest) {
+			return err // DynamoDB refused the request, or it was never sent: not an outage
 		}
 		return &L2Error{Op: "Set", Err: err}
 	}
@@ -73,6 +79,9 @@ func (c *Cache[V]) Delete(ctx context.Context, key string) (err error) {
 	c.l1.Invalidate(key)
 	if err != nil {
 		c.stats.writeErrors.Add(1)
+		if errors.Is(err, l2.ErrInvalidRequest) {
+			return err // DynamoDB refused the request: not an outage
+		}
 		return &L2Error{Op: "Delete", Err: err}
 	}
 	return nil
