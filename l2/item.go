@@ -31,6 +31,10 @@ type Item struct {
 	// Expired is set only on the Item Get returns with ErrNotFound for an
 	// entry past ExpiresAt that the TTL sweeper has not deleted yet.
 	Expired bool
+	// Writer is the Options.Writer of the handle that stored the entry; ""
+	// when it was stored unmarked (a foreign writer, an older release) or
+	// the mark is not a string.
+	Writer string
 	// Vacant is set by ItemFromStreamImage, for an image that holds no
 	// entry: a tombstone or a lease placeholder; and by BatchGet with
 	// IncludeVacant, for any item without a live entry (expired ones too),
@@ -183,6 +187,9 @@ func parseItem(m map[string]av) (rawItem, error) {
 			return r, &CorruptItemError{LeaseExpiresAttr, "missing next to " + LeaseAttr}
 		}
 		r.leaseExp = time.UnixMilli(lexp)
+	}
+	if w, ok := m[WriterAttr]; ok && w.kind == "S" {
+		r.Writer = w.s // a mark of another type is ignored: it proves nothing
 	}
 	if r.tomb {
 		// A tombstone (or lease placeholder on one) holds no entry.

@@ -16,6 +16,7 @@ const (
 	TombstoneAttr    = "tomb"
 	LeaseAttr        = "lease"
 	LeaseExpiresAttr = "lexp"
+	WriterAttr       = "w" // Options.Writer of the handle that stored the entry
 	FlagsAttr        = "cf"
 )
 
@@ -26,12 +27,14 @@ const (
 	// MaxItemBytes is DynamoDB's item size limit (400 KB: names and values).
 	MaxItemBytes = 400 * 1024
 	// ItemOverheadBytes bounds what an item holds besides the partition key
-	// value and the value bytes: every attribute name of the format (27
-	// bytes), four numbers of at most 21 bytes each, three booleans, and
-	// slack. A value fits when len(pk) + len(value) + ItemOverheadBytes <=
-	// MaxItemBytes. Leases are removed by every write that stores a value, so
-	// the owner string does not count.
-	ItemOverheadBytes = 128
+	// value and the value bytes: every attribute name of the format (28
+	// bytes), four numbers of at most 21 bytes each, three booleans, a
+	// writer of at most MaxWriterBytes, and slack. A value fits when len(pk)
+	// + len(value) + ItemOverheadBytes <= MaxItemBytes. Leases are removed by
+	// every write that stores a value, so the owner string does not count.
+	ItemOverheadBytes = 200
+	// MaxWriterBytes bounds Options.Writer.
+	MaxWriterBytes = 64
 )
 
 // EncodeKey returns the partition key value for key: Namespace + "#" + key.

@@ -47,6 +47,12 @@ type Options struct {
 	// several caches can share a table. May be empty; must be valid UTF-8 and
 	// must not contain '#'.
 	Namespace string
+	// Writer marks every entry this handle stores (attribute w), so that a
+	// reader of the item or of its stream record can tell this handle's own
+	// writes from any other: give each process its own unguessable Writer.
+	// Empty: entries are stored unmarked. At most MaxWriterBytes of valid
+	// UTF-8.
+	Writer string
 	// TombstoneTTL is how long a Delete's tombstone lives (it keeps the key's
 	// version growing across a delete). Default DefaultTombstoneTTL.
 	TombstoneTTL time.Duration
@@ -103,6 +109,9 @@ func New(o Options) (*Table, error) {
 	}
 	if !validUTF8(o.Namespace) {
 		return nil, &OptionsError{"Namespace", "not valid UTF-8"}
+	}
+	if len(o.Writer) > MaxWriterBytes || !validUTF8(o.Writer) {
+		return nil, &OptionsError{"Writer", "must be valid UTF-8 of at most 64 bytes"}
 	}
 	if len(o.Namespace)+1 >= MaxPartitionKeyBytes {
 		return nil, &OptionsError{"Namespace", "too long"}

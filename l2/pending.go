@@ -20,7 +20,7 @@ func (t *Table) DeleteIfVersion(ctx context.Context, key string, version int64) 
 	now := t.o.Now()
 	w := write{
 		set:    "#tomb = :true, #exp = :exp",
-		remove: "#v, #neg, #lease, #lexp",
+		remove: "#v, #neg, #lease, #lexp, #w",
 		bump:   true,
 		values: map[string]types.AttributeValue{":exp": num(expSeconds(now, t.o.TombstoneTTL))},
 	}

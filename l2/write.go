@@ -15,6 +15,7 @@ import (
 var names = map[string]string{
 	"#pk": PartitionKeyAttr, "#v": ValueAttr, "#ver": VersionAttr, "#exp": ExpiresAttr,
 	"#neg": NegativeAttr, "#tomb": TombstoneAttr, "#lease": LeaseAttr, "#lexp": LeaseExpiresAttr,
+	"#w": WriterAttr,
 }
 
 // vacantCond is true when the item holds no live entry at :nows (epoch
@@ -99,7 +100,7 @@ func expSeconds(now time.Time, ttl time.Duration) int64 {
 
 // entryWrite stores a value (or, with notFound, a negative entry) that lives
 // until exp; it moves the version forward and clears tombstone and lease.
-func entryWrite(value []byte, notFound bool, exp int64) write {
+func (t *Table) entryWrite(value []byte, notFound bool, exp int64) write {
 	w := write{values: map[string]types.AttributeValue{":exp": num(exp)}, bump: true}
 	if notFound {
 		w.set = "#neg = :true, #exp = :exp"
@@ -111,6 +112,14 @@ func entryWrite(value []byte, notFound bool, exp int64) write {
 		w.set = "#v = :v, #exp = :exp"
 		w.remove = "#neg, #tomb, #lease, #lexp"
 		w.values[":v"] = &types.AttributeValueMemberB{Value: value}
+	}
+	// The writer goes with the entry, or the entry carries none: a
+	// writer's mark must never outlive its own write.
+	if t.o.Writer != "" {
+		w.set += ", #w = :w"
+		w.values[":w"] = &types.AttributeValueMemberS{Value: t.o.Writer}
+	} else {
+		w.remove += ", #w"
 	}
 	return w
 }
@@ -157,7 +166,7 @@ func (t *Table) put(ctx context.Context, op, key string, value []byte, notFound 
 	if err != nil {
 		return 0, err
 	}
-	ver, _, err := t.write(ctx, op, pk, entryWrite(value, notFound, expSeconds(t.o.Now(), ttl)))
+	ver, _, err := t.write(ctx, op, pk, t.entryWrite(value, notFound, expSeconds(t.o.Now(), ttl)))
 	if _, ok := conditionFailed(err); ok {
 		return 0, &ConflictError{} // other writers kept rewriting a corrupt item
 	}
@@ -203,7 +212,7 @@ func (t *Table) Fill(ctx context.Context, key string, value []byte, notFound boo
 		return 0, err
 	}
 	now := t.o.Now()
-	w := entryWrite(value, notFound, expSeconds(now, ttl))
+	w := t.entryWrite(value, notFound, expSeconds(now, ttl))
 	if lease == "" {
 		w.cond = vacantCond + " AND " + noLeaseCond
 		w.values[":false"] = &types.AttributeValueMemberBOOL{Value: false}
@@ -253,7 +262,7 @@ func (t *Table) Refresh(ctx context.Context, key string, value []byte, notFound 
 		return 0, err
 	}
 	now := t.o.Now()
-	w := entryWrite(value, notFound, expSeconds(now, ttl))
+	w := t.entryWrite(value, notFound, expSeconds(now, ttl))
 	w.cond = w.versionIs(version)
 	// Over a corrupt item: only if the version it carries, read leniently (0
 	// when it has none or an unusable one), is still the caller's.
@@ -304,7 +313,7 @@ func (t *Table) Delete(ctx context.Context, key string) error {
 	}
 	_, _, err = t.write(ctx, "Delete", pk, write{
 		set:    "#tomb = :true, #exp = :exp",
-		remove: "#v, #neg, #lease, #lexp",
+		remove: "#v, #neg, #lease, #lexp, #w",
 		bump:   true,
 		values: map[string]types.AttributeValue{":exp": num(expSeconds(t.o.Now(), t.o.TombstoneTTL))},
 	})

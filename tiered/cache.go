@@ -46,7 +46,7 @@ type Cache[V any] struct {
 	breaker  *gobreaker.CircuitBreaker[any]
 	flights  singleflight.Group
 	outage   chan struct{} // semaphore for loader calls while L2 is unavailable
-	owner    string        // this node's identity in leases
+	owner    string        // this node's identity: in leases, and the writer mark on its entries
 	leaseSeq atomic.Uint64
 
 	// loads holds the keys a GetOrLoad flight or a GetMany is loading, so
@@ -125,7 +125,9 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 	if o.ReplaceOnChange {
 		view = types.StreamViewTypeNewImage
 	}
+	owner := newOwnerID()
 	table, err := l2.New(l2.Options{Client: ddb, Table: o.Table, Namespace: o.Namespace, StreamView: view,
+		Writer:         owner, // entries this node stores carry it: the sink tells its own writes by it
 		ConsistentRead: !o.EventuallyConsistentReads, CallTimeout: o.CallTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
@@ -143,7 +145,7 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 		halfT:  int64(o.StalenessBound / 2),
 		l2:     table,
 		outage: make(chan struct{}, o.MaxOutageLoads),
-		owner:  newOwnerID(),
+		owner:  owner,
 	}
 	c.closeCtx, c.cancel = context.WithCancel(context.Background())
 	c.breaker = newBreaker(o, &c.stats)

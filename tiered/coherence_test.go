@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -348,4 +349,26 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling a state that has no event to await
 	}
+}
+
+// TestReplaceOnChangeDropsForeignLowerVersion: a foreign writer that stores
+// an item with a version below the one this node holds (its own write) has
+// still written after it. The record is not provably this node's own (no
+// writer mark of its own), so the node must not keep its older value.
+func TestReplaceOnChangeDropsForeignLowerVersion(t *testing.T) {
+	a := newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) { o.ReplaceOnChange = true })
+	ctx := testContext(t)
+	if err := a.Set(ctx, "k", "mine"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := a.Get(ctx, "k"); err != nil || v != "mine" {
+		t.Fatalf("Get after own Set = %q, %v", v, err)
+	}
+	rawPut(t, a.tableName, map[string]types.AttributeValue{
+		"pk":  &types.AttributeValueMemberS{Value: "#k"},
+		"v":   &types.AttributeValueMemberB{Value: []byte("foreign")},
+		"ver": &types.AttributeValueMemberN{Value: "0"}, // below the node's own
+		"exp": &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)},
+	})
+	a.awaitValue(t, "k", "foreign")
 }

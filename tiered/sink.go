@@ -51,12 +51,18 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 	if item.Leased {
 		return true
 	}
-	// An image no newer than the entry L1 holds changes nothing (this node's
-	// own write or fill coming back): keep the entry, but move the fence, as
-	// a fill still in flight may be older than it.
+	// An image no newer than the entry L1 holds is either this node's own
+	// write or fill coming back (its writer mark proves it: keep the entry,
+	// but move the fence, as a fill still in flight may be older than it),
+	// or someone else's write whose version says nothing: a foreign writer
+	// may store any version, even a lower one, after ours. Drop the entry.
+	own := item.Writer != "" && item.Writer == c.owner
 	if old, ok := c.l1.Peek(key); ok && old.version >= item.Version {
-		c.l1.Bump(key)
-		return true
+		if own {
+			c.l1.Bump(key)
+			return true
+		}
+		return false
 	}
 	if !item.ExpiresAt.IsZero() && !item.ExpiresAt.After(time.Now()) {
 		return false
@@ -85,8 +91,9 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 		return true
 	}
 	// Not replaced: L1 holds nothing (invalidate, so that fills in flight
-	// lose), or an entry that became as new meanwhile (keep it).
-	if old, ok := c.l1.Peek(key); ok && old.version >= item.Version {
+	// lose), or an entry that became as new meanwhile (keep it if the image
+	// is provably this node's own, as above).
+	if old, ok := c.l1.Peek(key); ok && old.version >= item.Version && own {
 		return true
 	}
 	return false
