@@ -57,7 +57,7 @@ func isBadInput(err error) bool {
 func l2Call[V, T any](c *Cache[V], fn func() (T, error)) (T, error) {
 	r, err := c.breaker.Execute(func() (any, error) { return fn() })
 	t, _ := r.(T)
-	return t, err
+	return t, breakerError(err)
 }
 
 // l2Down reports whether err means DynamoDB could not answer (as opposed to a

@@ -46,7 +46,7 @@ func (JSONCodec[V]) Decode(b []byte) (V, error) {
 }
 
 // DecodeError says an L2 item's value could not be decoded by the Codec. Such
-// an item is treated as a miss and counted in Stats.L2Corrupt.
+// an item is treated as a miss and counted in Stats.L2.Corrupt.
 type DecodeError struct {
 	Err error
 }

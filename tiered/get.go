@@ -252,7 +252,7 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], fence
 
 // fromItem decodes an L2 item (through decode: a Codec error or panic is
 // false, never a crash). It counts nothing: each lookup counts the corrupt
-// item it met once, in Stats.L2Corrupt (see corruptOnce).
+// item it met once, in Stats.L2.Corrupt (see corruptOnce).
 func (c *Cache[V]) fromItem(item l2.Item) (*entry[V], bool) {
 	e := &entry[V]{version: item.Version, notFound: item.NotFound}
 	if !item.NotFound {
@@ -265,7 +265,7 @@ func (c *Cache[V]) fromItem(item l2.Item) (*entry[V], bool) {
 	return e, true
 }
 
-// corruptOnce counts, in Stats.L2Corrupt, the corrupt item one lookup of one
+// corruptOnce counts, in Stats.L2.Corrupt, the corrupt item one lookup of one
 // key met, once however many times the lookup reads it (its first read, the
 // lease answer, the lease wait's reads).
 type corruptOnce bool

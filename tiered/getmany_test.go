@@ -152,12 +152,12 @@ func TestGetManyMixesTiersAndLoadsTheRestOnce(t *testing.T) {
 		name      string
 		got, want uint64
 	}{
-		{"L2Hits", after.L2Hits - before.L2Hits, 2},
-		{"L2Misses", after.L2Misses - before.L2Misses, 3},
-		{"Loads", after.Loads - before.Loads, 1},
-		{"BatchLoads", after.BatchLoads - before.BatchLoads, 1},
-		{"BatchLoadKeys", after.BatchLoadKeys - before.BatchLoadKeys, 3},
-		{"LoadErrors", after.LoadErrors - before.LoadErrors, 0},
+		{"L2Hits", after.L2.Hits - before.L2.Hits, 2},
+		{"L2Misses", after.L2.Misses - before.L2.Misses, 3},
+		{"Loads", after.Loads.Calls - before.Loads.Calls, 1},
+		{"BatchLoads", after.Loads.Batches - before.Loads.Batches, 1},
+		{"BatchLoadKeys", after.Loads.BatchKeys - before.Loads.BatchKeys, 3},
+		{"LoadErrors", after.Loads.Errors - before.Loads.Errors, 0},
 	} {
 		if c.got != c.want {
 			t.Errorf("Stats().%s grew by %d, want %d", c.name, c.got, c.want)
@@ -181,8 +181,8 @@ func TestGetManyMixesTiersAndLoadsTheRestOnce(t *testing.T) {
 	if err != nil || !maps.Equal(got, want) {
 		t.Fatalf("other node's GetMany = %v, %v; want %v", got, err, want)
 	}
-	if len(other.Calls()) != 0 || m.Stats().L2Hits != uint64(len(want)) {
-		t.Fatalf("other node: %d loader calls, %d L2 hits; want 0 and %d", len(other.Calls()), m.Stats().L2Hits, len(want))
+	if len(other.Calls()) != 0 || m.Stats().L2.Hits != uint64(len(want)) {
+		t.Fatalf("other node: %d loader calls, %d L2 hits; want 0 and %d", len(other.Calls()), m.Stats().L2.Hits, len(want))
 	}
 }
 
@@ -262,8 +262,8 @@ func TestGetManyJoinsLoadsInFlight(t *testing.T) {
 		if singleCalls != 1 || len(calls) != 0 {
 			t.Fatalf("loader calls: single %d, batch %d more; want 1 and 0", singleCalls, len(calls))
 		}
-		if j := n.Stats().LoadsJoined; j != 1 {
-			t.Fatalf("Stats().LoadsJoined = %d, want 1", j)
+		if j := n.Stats().Loads.Joined; j != 1 {
+			t.Fatalf("Stats().Loads.Joined = %d, want 1", j)
 		}
 	})
 
@@ -324,7 +324,7 @@ func TestGetManyJoinsLoadsInFlight(t *testing.T) {
 			single <- manyResult{map[string]string{"k": v}, err}
 		}()
 		// Release the batch only once the GetOrLoad flight is waiting on it.
-		manyAwait(t, "GetOrLoad to join the GetMany's load", func() bool { return n.Stats().LoadsJoined == 1 })
+		manyAwait(t, "GetOrLoad to join the GetMany's load", func() bool { return n.Stats().Loads.Joined == 1 })
 		close(release)
 		if s := manyRecv(t, single, "GetOrLoad"); s.err != nil || s.m["k"] != "from-batch" {
 			t.Fatalf("GetOrLoad = %v, %v; want the batch's value", s.m, s.err)
@@ -407,8 +407,8 @@ func TestGetManyLoaderErrorsAreNotCached(t *testing.T) {
 	if want := map[string]string{"hit": "v-hit"}; !maps.Equal(got, want) {
 		t.Fatalf("GetMany values = %v; want only the L2 hit %v", got, want)
 	}
-	if s := n.Stats(); s.LoadErrors != 1 {
-		t.Errorf("Stats().LoadErrors = %d, want 1", s.LoadErrors)
+	if s := n.Stats(); s.Loads.Errors != 1 {
+		t.Errorf("Stats().Loads.Errors = %d, want 1", s.Loads.Errors)
 	}
 	for _, k := range []string{"a", "b"} {
 		if _, err := tbl.Get(ctx, k); !errors.Is(err, l2.ErrNotFound) {
@@ -459,8 +459,8 @@ func TestGetManyLoaderErrorsAreNotCached(t *testing.T) {
 			!errors.As(be.Errors["x1"], &pe) || pe.Value != "batch loader bug" {
 			t.Fatalf("GetMany with a panicking loader = %v, %v; want *LoaderPanicError per key", got, err)
 		}
-		if s := n.Stats(); s.LoadPanics != 1 {
-			t.Errorf("Stats().LoadPanics = %d, want 1", s.LoadPanics)
+		if s := n.Stats(); s.Loads.Panics != 1 {
+			t.Errorf("Stats().Loads.Panics = %d, want 1", s.Loads.Panics)
 		}
 	})
 }
@@ -551,8 +551,8 @@ func TestGetManyFillsOnlyOverTheVersionSeen(t *testing.T) {
 	if v, err := n.Get(ctx, "d"); !errors.Is(err, tiered.ErrNotFound) {
 		t.Fatalf("a fill that began before a Delete landed in L1: %q, %v", v, err)
 	}
-	if s := n.Stats(); s.StaleFillsDropped != 1 {
-		t.Fatalf("Stats().StaleFillsDropped = %d, want 1", s.StaleFillsDropped)
+	if s := n.Stats(); s.Loads.StaleFillsDropped != 1 {
+		t.Fatalf("Stats().Loads.StaleFillsDropped = %d, want 1", s.Loads.StaleFillsDropped)
 	}
 }
 
@@ -576,7 +576,7 @@ func TestGetManyCallerCancelLeavesTheLoadRunning(t *testing.T) {
 	// A second caller joins the load still running and gets its values.
 	again := &manyLoader{prefix: "again-"}
 	second := goGetMany(ctx, n, []string{"c1", "c2"}, again.load)
-	manyAwait(t, "the second GetMany to join the load", func() bool { return n.Stats().LoadsJoined == 2 })
+	manyAwait(t, "the second GetMany to join the load", func() bool { return n.Stats().Loads.Joined == 2 })
 	close(release)
 	r := manyRecv(t, second, "the second GetMany")
 	if want := map[string]string{"c1": "v1", "c2": "v2"}; r.err != nil || !maps.Equal(r.m, want) {
@@ -591,10 +591,19 @@ func TestGetManyCallerCancelLeavesTheLoadRunning(t *testing.T) {
 // through inj.
 func faultNode(t *testing.T, table string, inj *ddbfault.Injector) *node {
 	t.Helper()
+	return faultNodeWith(t, table, inj, nil)
+}
+
+// faultNodeWith is faultNode with tweak applied to its options last.
+func faultNodeWith(t *testing.T, table string, inj *ddbfault.Injector, tweak func(*tiered.Options[string])) *node {
+	t.Helper()
 	cfg := awsConfig(t)
 	return newNode(t, table, func(o *tiered.Options[string]) {
 		o.DisableInvalidation = true
 		o.DynamoDB = l2.NewClient(cfg, inj.Options)
+		if tweak != nil {
+			tweak(o)
+		}
 	})
 }
 
@@ -663,8 +672,8 @@ func TestGetManyUnprocessedKeysAndOutage(t *testing.T) {
 		if err != nil || !maps.Equal(got, want) {
 			t.Fatalf("GetMany with DynamoDB down = %v, %v; want %v", got, err, want)
 		}
-		if s := m.Stats(); s.L2Errors == 0 || len(loader.Calls()) != 1 {
-			t.Fatalf("L2Errors = %d, loader calls = %d; want > 0 and 1", s.L2Errors, len(loader.Calls()))
+		if s := m.Stats(); s.L2.Errors == 0 || len(loader.Calls()) != 1 {
+			t.Fatalf("L2Errors = %d, loader calls = %d; want > 0 and 1", s.L2.Errors, len(loader.Calls()))
 		}
 		// Kept in L1: served again without DynamoDB or the loader.
 		if got, err := m.GetMany(ctx, fresh, loader.load); err != nil || !maps.Equal(got, want) || len(loader.Calls()) != 1 {

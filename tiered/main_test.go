@@ -131,7 +131,7 @@ func (n *node) awaitEvent(t testing.TB, key string) {
 			}
 		case <-timeout:
 			st := n.Stats()
-			t.Fatalf("no stream event for the key within 30s; degraded %v, stream %+v", st.Degraded, st.Stream)
+			t.Fatalf("no stream event for the key within 30s; degraded %v, stream %+v", st.Stream.Degraded, st.Stream)
 		}
 	}
 }

@@ -84,8 +84,8 @@ func TestRefreshAheadServesAtOnceAndReloadsOnce(t *testing.T) {
 	close(gate)
 	n.awaitValue(t, "hot", "hot3")
 	st := n.Stats()
-	if st.Refreshes != 1 || calls.Load() != 3 {
-		t.Fatalf("refreshes %d, loader calls %d; want exactly one refresh (3 calls)", st.Refreshes, calls.Load())
+	if st.Refresh.Started != 1 || calls.Load() != 3 {
+		t.Fatalf("refreshes %d, loader calls %d; want exactly one refresh (3 calls)", st.Refresh.Started, calls.Load())
 	}
 	// "idle" was not read past its soft TTL: never refreshed.
 	if v, err := n.Get(ctx, "idle"); err != nil || v != "idle2" {
@@ -117,7 +117,7 @@ func TestRefreshAheadFailureKeepsServing(t *testing.T) {
 		t.Fatalf("hit past soft TTL = %q, %v", v, err)
 	}
 	await(t, failed, "the refresh to call the loader")
-	waitFor(t, 10*time.Second, "the refresh error to be counted", func() bool { return n.Stats().RefreshErrors == 1 })
+	waitFor(t, 10*time.Second, "the refresh error to be counted", func() bool { return n.Stats().Refresh.Errors == 1 })
 	for i := 0; i < 10; i++ {
 		if v, err := n.GetOrLoad(ctx, "k", loader); err != nil || v != "v1" {
 			t.Fatalf("after a failed refresh = %q, %v; want v1 until its TTL", v, err)
@@ -161,8 +161,8 @@ func TestStaleIfError(t *testing.T) {
 	if v != "last" || !errors.Is(err, tiered.ErrStale) || !errors.Is(err, sourceDown) || !errors.As(err, &se) {
 		t.Fatalf("StaleIfError: GetOrLoad = %q, %v; want the last value with a *StaleError wrapping the loader's error", v, err)
 	}
-	if st := on.Stats(); st.StaleServed != 1 {
-		t.Fatalf("StaleServed = %d, want 1", st.StaleServed)
+	if st := on.Stats(); st.Loads.StaleServed != 1 {
+		t.Fatalf("StaleServed = %d, want 1", st.Loads.StaleServed)
 	}
 	// Nothing was cached: a working loader is called next time.
 	if v, err := on.GetOrLoad(ctx, "k", constLoader("fresh")); err != nil || v != "fresh" {
@@ -263,7 +263,7 @@ func TestRefreshAheadKeepsContextValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.awaitValue(t, "k", "v2")
-	if st := n.Stats(); st.RefreshErrors != 0 {
-		t.Fatalf("%d refresh errors: the refresh lost the caller's context values", st.RefreshErrors)
+	if st := n.Stats(); st.Refresh.Errors != 0 {
+		t.Fatalf("%d refresh errors: the refresh lost the caller's context values", st.Refresh.Errors)
 	}
 }
