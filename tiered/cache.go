@@ -19,6 +19,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/tieredcache/tieredcache/internal/mono"
 	"github.com/tieredcache/tieredcache/invalidation"
 	"github.com/tieredcache/tieredcache/l1"
 	"github.com/tieredcache/tieredcache/l2"
@@ -136,6 +137,7 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 		TTL:      o.L1TTL,
 		MaxTTL:   o.L1MaxTTL,
 		Jitter:   l1Jitter(o.TTLJitter),
+		Clock:    o.clock,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
@@ -170,6 +172,7 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 			PollInterval: o.PollInterval,
 			StaleAfter:   o.StalenessBound / 2,
 			Logger:       o.Logger,
+			Now:          consumerNow(o.clock),
 		})
 		if err != nil {
 			l1c.Close()
@@ -184,6 +187,16 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 	}
 	go c.runPending()
 	return c, nil
+}
+
+// consumerNow is the stream consumer's clock: nil (time.Now) unless a test
+// installed one, which the consumer then shares, so that the trust deadlines
+// it sets are on the scale the hit path reads.
+func consumerNow(clock func() int64) func() time.Time {
+	if clock == nil {
+		return nil
+	}
+	return func() time.Time { return mono.Time(clock()) }
 }
 
 // l1Jitter is TTLJitter as l1 takes it: l1 reads 0 as its default, so "no

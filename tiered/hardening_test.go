@@ -508,10 +508,12 @@ func TestPendingOverflowIsCountedLoggedAndNotServedFromL2(t *testing.T) {
 
 func TestCodecPanicInRefreshAheadIsACountedMiss(t *testing.T) {
 	table := dynamolocal.TableName(t)
+	clock := &tiered.TestClock{}
 	n := newNode(t, table, func(o *tiered.Options[string]) {
+		tiered.SetTestClock(o, clock)
 		o.Codec = panicCodec{}
 		o.L1TTL = 2 * time.Second
-		o.RefreshAhead = 0.25
+		o.RefreshAhead = 0.25 // refreshSoftTTL
 		o.TTLJitter = -1
 		o.DisableLeases = true
 		o.DisableInvalidation = true // the foreign write below must not evict the entry
@@ -530,7 +532,7 @@ func TestCodecPanicInRefreshAheadIsACountedMiss(t *testing.T) {
 	<-reloaded
 	rawPut(t, table, rawValue("r", "boom-newer", 40)) // a newer version the codec panics on
 	before := n.Stats().L2.Corrupt
-	pastSoftTTL()
+	pastSoftTTL(clock)
 	if v, err := n.GetOrLoad(ctx, "r", loader); err != nil || v != "v1" {
 		t.Fatalf("hit past the soft TTL = %q, %v; want v1 at once", v, err)
 	}

@@ -160,6 +160,13 @@ type Options[V any] struct {
 	// replace a key, with the record's approximate creation time. It runs on
 	// the consumer's goroutine: keep it short.
 	OnInvalidate func(key string, created time.Time)
+
+	// clock, when set (only by tests, through export_test.go), replaces the
+	// process's monotonic clock (internal/mono) for L1 (expiry), the hit
+	// path (trust), stamps and refresh-ahead, and the stream consumer (whose
+	// polls set the trust deadline the hit path compares with). Nil costs
+	// nothing: l1 reads internal/mono directly.
+	clock func() int64
 }
 
 func (o *Options[V]) setDefaults() error {
