@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/sync/singleflight"
 
@@ -159,9 +158,9 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 	} else {
 		streams := o.Streams
 		if streams == nil {
-			streams = dynamodbstreams.NewFromConfig(cfg, func(so *dynamodbstreams.Options) {
-				so.RetryMaxAttempts = 2
-			})
+			// No SDK retries: the consumer retries every call itself (see
+			// invalidation.NewStreamsClient).
+			streams = invalidation.NewStreamsClient(cfg)
 		}
 		consumer, err := invalidation.New(invalidation.Options{
 			Streams:      streams,

@@ -277,17 +277,16 @@ func (o *corruptOnce) count(c *counters) {
 	}
 }
 
-// fillL1 stores e unless key was written or invalidated since fence was taken,
-// then waits for Ristretto to apply it so that callers arriving after this
-// flight see it instead of starting another. size is the encoded value's size;
-// ttl the L1 lifetime wanted (0: L1TTL), exp when the L2 item expires.
+// fillL1 stores e unless key was written or invalidated since fence was taken.
+// l1's Fill returns only once the entry is visible to Get, so callers arriving
+// after this flight see it instead of starting another. size is the encoded
+// value's size; ttl the L1 lifetime wanted (0: L1TTL), exp when the L2 item
+// expires.
 func (c *Cache[V]) fillL1(key string, fence l1.Fence, e *entry[V], size int64, ttl time.Duration, exp time.Time) {
 	l1ttl := c.l1TTL(ttl, exp)
 	if l1ttl <= 0 {
 		return // the L2 item expired meanwhile: serve it, do not keep it
 	}
 	c.stamp(e, fence.Taken(), l1ttl)
-	if c.l1.Fill(key, fence, e, size, l1ttl) {
-		c.l1.Wait()
-	}
+	c.l1.Fill(key, fence, e, size, l1ttl)
 }

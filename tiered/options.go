@@ -26,7 +26,6 @@ const (
 	DefaultMaxOutageLoads  = 64              // loader calls at once while L2 is unavailable
 	DefaultBreakerFailures = 5               // consecutive L2 failures that open the breaker
 	DefaultBreakerCooldown = 2 * time.Second // open -> half-open
-	DefaultRefreshAhead    = 0.0             // refresh-ahead off
 	DefaultMaxStale        = 1 * time.Hour   // StaleIfError serves nothing that expired longer ago
 
 	DefaultMaxPendingInvalidations = 10000           // failed invalidations kept for retry
@@ -52,7 +51,9 @@ type Options[V any] struct {
 	AWS *aws.Config
 	// DynamoDB is used as it is when set (no settings of ours applied).
 	DynamoDB *dynamodb.Client
-	// Streams is used as it is when set.
+	// Streams is used as it is when set; nil means
+	// invalidation.NewStreamsClient(AWS config): no SDK retries, as the
+	// consumer retries every call itself with its own backoff.
 	Streams *dynamodbstreams.Client
 
 	// Codec encodes values for L2. Nil: BytesCodec for []byte, StringCodec for
