@@ -201,8 +201,6 @@ func newRaw(b *testing.B, o resolved, keys []string, values []*benchValue) *rist
 	}
 }
 
-func nsPerOp(r testing.BenchmarkResult) float64 { return float64(r.T.Nanoseconds()) / float64(r.N) }
-
 func median(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
