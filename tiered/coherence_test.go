@@ -338,14 +338,3 @@ func TestHistoryRespectsStalenessBound(t *testing.T) {
 		t.Fatalf("no invalidations happened: the test did not exercise the stream")
 	}
 }
-
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a state that has no event to await
-	}
-}

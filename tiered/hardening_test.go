@@ -195,17 +195,6 @@ func TestLoaderGoexitGivesCallersAnError(t *testing.T) {
 	}
 }
 
-func awaitRecv[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(30 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
-
 func TestCloseDuringLoadGivesErrClosedAndEveryMethodAfter(t *testing.T) {
 	n := newNode(t, dynamolocal.TableName(t), nil)
 	ctx := testContext(t)

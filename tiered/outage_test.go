@@ -23,22 +23,6 @@ import (
 // down never fails a GetOrLoad whose loader works), writes reported when they
 // cannot reach DynamoDB, and automatic recovery.
 
-// awaitCond polls cond until it holds or d passes; it reports whether it held.
-// Polling a state is the synchronisation here: the breaker and the stream
-// consumer change state on their own clocks.
-func awaitCond(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func drain(ch chan string) {
 	for {
 		select {

@@ -88,7 +88,7 @@ func TestRefreshAheadServesAtOnceAndReloadsOnce(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	await(t, reloading, "the refresh to call the loader")
+	awaitRecv(t, reloading, "the refresh to call the loader")
 	close(gate)
 	n.awaitValue(t, "hot", "hot3")
 	st := n.Stats()
@@ -124,7 +124,7 @@ func TestRefreshAheadFailureKeepsServing(t *testing.T) {
 	if v, err := n.GetOrLoad(ctx, "k", loader); err != nil || v != "v1" {
 		t.Fatalf("hit past soft TTL = %q, %v", v, err)
 	}
-	await(t, failed, "the refresh to call the loader")
+	awaitRecv(t, failed, "the refresh to call the loader")
 	waitFor(t, 10*time.Second, "the refresh error to be counted", func() bool { return n.Stats().Refresh.Errors == 1 })
 	for i := 0; i < 10; i++ {
 		if v, err := n.GetOrLoad(ctx, "k", loader); err != nil || v != "v1" {
@@ -225,22 +225,12 @@ func TestRefreshAheadThroughGetMany(t *testing.T) {
 	if m, err := n.GetMany(ctx, []string{"a"}, loader); err != nil || m["a"] != "a@1" {
 		t.Fatalf("hit past the soft TTL = %v, %v; want a@1 at once", m, err)
 	}
-	await(t, refreshed, "the refresh to call the batch loader")
+	awaitRecv(t, refreshed, "the refresh to call the batch loader")
 	n.awaitValue(t, "a", "a@2")
 	mu.Lock()
 	defer mu.Unlock()
 	if len(calls) != 2 || len(calls[1]) != 1 || calls[1][0] != "a" {
 		t.Fatalf("batch loader calls %v; want the refresh to reload just [a]", calls)
-	}
-}
-
-// await waits for ch, failing the test after 30 s instead of hanging it.
-func await[T any](t *testing.T, ch <-chan T, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 
