@@ -5,6 +5,8 @@ DEMO_ARGS ?=
 BENCH     ?= .
 BENCHTIME ?= 1s
 FUZZTIME  ?= 10s
+# staticcheck, pinned; fetched through the module proxy on first use.
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: all deps test test-loaded demo bench fuzz vet fmt clean
 
@@ -14,8 +16,10 @@ deps:
 	$(GO) mod download
 	$(GO) run ./internal/cmd/ddblocal install
 
+# Suppress a staticcheck finding only with `//lint:ignore Check reason`.
 vet:
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 
 # The whole suite with the race detector, then the stale-set race tests 100

@@ -13,6 +13,7 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 
 	"github.com/tieredcache/tieredcache/internal/dynamolocal"
+	"github.com/tieredcache/tieredcache/internal/zipf"
 	"github.com/tieredcache/tieredcache/l1"
 	"github.com/tieredcache/tieredcache/tiered"
 )
@@ -85,7 +86,7 @@ func BenchmarkL1Hit(b *testing.B) {
 
 	// One sequence per goroutine RunParallel starts (GOMAXPROCS x
 	// parallelism 1), with spares; goroutines pick them round-robin.
-	seqs := ZipfSequences(16, len(keys), l1HitSeqLen, l1HitZipfS)
+	seqs := zipf.Sequences(16, len(keys), l1HitSeqLen, l1HitZipfS)
 	mask := l1HitSeqLen - 1
 	var misses atomic.Int64
 

@@ -56,11 +56,11 @@ func BenchmarkL2Hit(b *testing.B) {
 	report := func(b *testing.B, reads0 int64, hits0 uint64) {
 		n := float64(b.N)
 		b.ReportMetric(float64(ops.reads()-reads0)/n, "l2reads/op")
-		b.ReportMetric(float64(reader.Stats().L2Hits-hits0)/n, "l2hits/op")
+		b.ReportMetric(float64(reader.Stats().L2.Hits-hits0)/n, "l2hits/op")
 	}
 	b.Run("serial", func(b *testing.B) {
 		b.ReportAllocs()
-		reads0, hits0 := ops.reads(), reader.Stats().L2Hits
+		reads0, hits0 := ops.reads(), reader.Stats().L2.Hits
 		ctx := context.Background()
 		i := 0
 		for b.Loop() {
@@ -74,7 +74,7 @@ func BenchmarkL2Hit(b *testing.B) {
 	b.Run("parallel", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetParallelism(8)
-		reads0, hits0 := ops.reads(), reader.Stats().L2Hits
+		reads0, hits0 := ops.reads(), reader.Stats().L2.Hits
 		ctx := context.Background()
 		var next atomic.Int64
 		var failed atomic.Int64

@@ -195,7 +195,7 @@ func TestDynamoDBLocalStartMissingTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	err, d := startBackground(t, c, 30*time.Second)
+	d, err := startBackground(t, c, 30*time.Second)
 	t.Logf("Start returned after %v: %v", d, err)
 	var se *invalidation.StartError
 	var nf *types.ResourceNotFoundException

@@ -15,19 +15,19 @@ import (
 // startBackground runs Start with context.Background(), as tiered.New often
 // does, and fails the test (instead of hanging) if it does not return within
 // limit. Close ends a Start still running, so nothing leaks either way.
-func startBackground(t *testing.T, c *invalidation.Consumer, limit time.Duration) (error, time.Duration) {
+func startBackground(t *testing.T, c *invalidation.Consumer, limit time.Duration) (time.Duration, error) {
 	t.Helper()
 	done := make(chan error, 1)
 	t0 := time.Now()
 	go func() { done <- c.Start(context.Background()) }()
 	select {
 	case err := <-done:
-		return err, time.Since(t0)
+		return time.Since(t0), err
 	case <-time.After(limit):
 		_ = c.Close()
 		<-done
 		t.Fatalf("Start(context.Background()) still running after %v", limit)
-		return nil, 0
+		return 0, nil
 	}
 }
 
@@ -109,7 +109,7 @@ func TestStartFailsFastOnPermanentErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			err, d := startBackground(t, c, wait)
+			d, err := startBackground(t, c, wait)
 			t.Logf("Start returned after %v: %v", d, err)
 			var se *invalidation.StartError
 			if !errors.As(err, &se) {
@@ -152,7 +152,7 @@ func TestStartRetriesTransientErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	err, d := startBackground(t, c, wait)
+	d, err := startBackground(t, c, wait)
 	if err != nil {
 		t.Fatalf("Start after transient errors: %v", err)
 	}

@@ -3,7 +3,6 @@ package l1
 import (
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"runtime"
 	"slices"
 	"sync"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
+
+	"github.com/tieredcache/tieredcache/internal/zipf"
 )
 
 const (
@@ -76,7 +77,7 @@ func BenchmarkGetHit(b *testing.B) {
 		}
 	}
 
-	seqs := zipfSequences(16, len(keys), benchSeqLen, benchZipfS)
+	seqs := zipf.Sequences(16, len(keys), benchSeqLen, benchZipfS)
 	var rawNs, l1Ns, ratios, rawAllocs, l1Allocs, l1Bytes []float64
 	var misses int64
 	for r := range rounds {
@@ -199,23 +200,6 @@ func newRaw(b *testing.B, o resolved, keys []string, values []*benchValue) *rist
 		}
 	}
 }
-
-// zipfSequences returns one sequence of count (a power of two) key indices
-// in [0, n) per goroutine, Zipf-distributed with exponent s, index 0 the
-// hottest, from distinct seeds: the generator stays out of timed loops.
-func zipfSequences(goroutines, n, count int, s float64) [][]int32 {
-	seqs := make([][]int32, goroutines)
-	for g := range seqs {
-		z := rand.NewZipf(rand.New(rand.NewPCG(uint64(g)+1, 0)), s, 1, uint64(n-1))
-		seqs[g] = make([]int32, count)
-		for i := range seqs[g] {
-			seqs[g][i] = int32(z.Uint64())
-		}
-	}
-	return seqs
-}
-
-func nsPerOp(r testing.BenchmarkResult) float64 { return float64(r.T.Nanoseconds()) / float64(r.N) }
 
 func median(xs []float64) float64 {
 	s := slices.Clone(xs)

@@ -14,7 +14,7 @@ import (
 // on Ristretto v2, with a per-key fill fence. All methods are safe for
 // concurrent use, Close included.
 //
-// Values are stored as they are: a Get returns the very V a Set stored
+// Values are stored as they are: a Get returns the very V a write stored
 // (for pointer types, the same pointer). Callers must treat stored values as
 // immutable.
 type Cache[V any] struct {
@@ -34,7 +34,7 @@ type Cache[V any] struct {
 	_     [readerStripeSize - 8]byte
 
 	// life orders Close after the calls that reach Ristretto without a
-	// fence stripe lock (Wait, Stats).
+	// fence stripe lock (Stats; Wait in tests).
 	life      sync.RWMutex
 	closeOnce sync.Once
 
@@ -171,18 +171,6 @@ func (c *Cache[V]) dropExpired(key string, now int64) {
 	}
 }
 
-// Wait blocks until every store Ristretto has buffered is applied. The
-// write methods already return only once their own value is visible to Get
-// (or known refused), so callers need Wait only to settle Ristretto's
-// bookkeeping (costs, deletes) in tests. After Close it returns at once.
-func (c *Cache[V]) Wait() {
-	c.life.RLock()
-	defer c.life.RUnlock()
-	if !c.closed.Load() {
-		c.rc.Wait()
-	}
-}
-
 // Close stops Ristretto's goroutines and drops every entry. It is safe to
 // call more than once and concurrently with any other method: calls that
 // overlap Close either complete normally or behave as on a closed Cache
@@ -196,7 +184,7 @@ func (c *Cache[V]) Close() error {
 		// none will enter it.
 		for i := range c.fences {
 			c.fences[i].mu.Lock()
-			//nolint:staticcheck // an empty critical section is the point
+			//lint:ignore SA2001 an empty critical section is the point: it waits out writers inside
 			c.fences[i].mu.Unlock()
 		}
 		waitReaders(c.readers)

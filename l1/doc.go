@@ -18,7 +18,7 @@
 //   - Visibility: a write method returns true only once Get sees its value,
 //     and false leaves no value of its own behind. (Ristretto alone applies
 //     new keys asynchronously; see fence.go.)
-//   - Fence: a Fill whose BeginFill came before a Set, SetFenced, Replace or
+//   - Fence: a Fill whose BeginFill came before a SetFenced, Replace or
 //     Invalidate of the same key, or a Flush, never stores: not even for a
 //     moment, not even when it is racing them.
 //   - Close: safe twice and concurrently with every method; afterwards Get

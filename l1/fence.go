@@ -10,9 +10,9 @@ import (
 // The fill fence.
 //
 // A fill (read L2 or the loader after a miss, then store in L1) must not land
-// after an Invalidate, Set or Flush that happened while it was in flight: its
+// after an Invalidate, SetFenced or Flush that happened while it was in flight: its
 // value may predate that change. Keys hash to one of fenceStripes stripes,
-// each a mutex and a generation; Set, SetFenced, Replace and Invalidate bump
+// each a mutex and a generation; SetFenced, Replace and Invalidate bump
 // the generation of their key's stripe, Flush bumps the global epoch.
 // BeginFill records both; Fill stores only if both are unchanged, deciding
 // under the stripe lock. A write to another key of the same stripe also
@@ -79,7 +79,7 @@ func (c *Cache[V]) lock(key string) (uint32, *fenceStripe, bool) {
 
 // BeginFill returns the Fence to pass to Fill (or SetFenced) for key. Take it
 // before reading the value to be filled (from L2 or the source), so that any
-// Set, Replace, Invalidate or Flush after that read may have started makes
+// SetFenced, Replace, Invalidate or Flush after that read may have started makes
 // the Fill fail.
 func (c *Cache[V]) BeginFill(key string) Fence {
 	i, s := c.stripeOf(key)
@@ -91,7 +91,7 @@ func (c *Cache[V]) valid(i uint32, s *fenceStripe, f Fence) bool {
 	return f.stripe == i+1 && f.gen == s.gen.Load() && f.epoch == c.epoch.Load()
 }
 
-// Fill stores v for key if no Set, SetFenced, Replace or Invalidate of key
+// Fill stores v for key if no SetFenced, Replace or Invalidate of key
 // (or of another key of its stripe) and no Flush happened since BeginFill
 // returned f. It does not fence other fills. ttl <= 0 means Options.TTL; ttl
 // is capped at MaxTTL, then jittered. The entry costs len(key) + size +
@@ -116,24 +116,12 @@ func (c *Cache[V]) Fill(key string, f Fence, v V, size int64, ttl time.Duration)
 	return c.store(key, v, size, ttl)
 }
 
-// Set stores v for key as a write by this node: it bumps the key's fence (so
-// fills that began earlier fail) and replaces any entry. ttl as for Fill.
-// It returns whether v is stored. If not (refused, dropped, closed), key
-// has no entry afterwards: a write never leaves an older value behind (a
-// closed Cache has no entries).
-func (c *Cache[V]) Set(key string, v V, size int64, ttl time.Duration) bool {
-	_, s, ok := c.lock(key)
-	if !ok {
-		return false
-	}
-	defer s.mu.Unlock()
-	s.gen.Add(1)
-	return c.store(key, v, size, ttl)
-}
-
-// SetFenced is Set for a write whose value was read or written after
-// BeginFill returned f: if the key's fence has not moved since (no Set,
-// Replace, Invalidate of key, no Flush), it behaves as Set. Otherwise some
+// SetFenced stores v for key as a write by this node whose value was read
+// or written after BeginFill returned f. If the key's fence has not moved
+// since (no SetFenced, Replace, Invalidate of key, no Flush), it bumps the
+// fence (so fills that began earlier fail) and replaces any entry (ttl as
+// for Fill), returning whether v is stored; if not (refused, dropped,
+// closed), key has no entry afterwards. Otherwise some
 // other change of key arrived while this write was in flight and which one
 // is newer cannot be told, so it behaves as Invalidate and returns false.
 func (c *Cache[V]) SetFenced(key string, f Fence, v V, size int64, ttl time.Duration) bool {
@@ -153,7 +141,7 @@ func (c *Cache[V]) SetFenced(key string, f Fence, v V, size int64, ttl time.Dura
 }
 
 // Replace is the NEW_IMAGE update: if key has a live entry old and newer(old)
-// is true, it stores v as Set does and returns whether v is stored. If the
+// is true, it stores v (bumping the fence) and returns whether v is stored. If the
 // entry is newer than v (newer false) it keeps it and returns false; the
 // key's fence moves in both cases.
 // If key has no live entry it stores nothing (Replace never populates) but

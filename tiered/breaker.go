@@ -62,7 +62,7 @@ func isBadInput(err error) bool {
 func l2Call[V, T any](c *Cache[V], fn func() (T, error)) (T, error) {
 	r, err := c.breaker.Execute(func() (any, error) { return fn() })
 	t, _ := r.(T)
-	return t, err
+	return t, breakerError(err)
 }
 
 // l2Store is l2Call for a write of the encoded value enc to key: a value

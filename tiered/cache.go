@@ -18,6 +18,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/tieredcache/tieredcache/internal/mono"
 	"github.com/tieredcache/tieredcache/invalidation"
 	"github.com/tieredcache/tieredcache/l1"
 	"github.com/tieredcache/tieredcache/l2"
@@ -156,6 +157,8 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 	} else {
 		streams := o.Streams
 		if streams == nil {
+			// No SDK retries: the consumer retries every call itself (see
+			// invalidation.NewStreamsClient).
 			streams = invalidation.NewStreamsClient(cfg, invalidation.WithLogger(o.Logger))
 		}
 		consumer, err := invalidation.New(invalidation.Options{
@@ -167,6 +170,7 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 			PollInterval: o.PollInterval,
 			StaleAfter:   o.StalenessBound / 2,
 			Logger:       o.Logger,
+			Now:          consumerNow(o.clock),
 		})
 		if err != nil {
 			l1c.Close()
@@ -181,6 +185,16 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 	}
 	go c.runPending()
 	return c, nil
+}
+
+// consumerNow is the stream consumer's clock: nil (time.Now) unless a test
+// installed one, which the consumer then shares, so that the trust deadlines
+// it sets are on the scale the hit path reads.
+func consumerNow(clock func() int64) func() time.Time {
+	if clock == nil {
+		return nil
+	}
+	return func() time.Time { return mono.Time(clock()) }
 }
 
 // l1Jitter is TTLJitter as l1 takes it: l1 reads 0 as its default, so "no
@@ -199,6 +213,7 @@ func l1Options[V any](o Options[V]) l1.Options {
 		TTL:      o.L1TTL,
 		MaxTTL:   o.L1MaxTTL,
 		Jitter:   l1Jitter(o.TTLJitter),
+		Clock:    o.clock,
 	}
 }
 

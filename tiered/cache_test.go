@@ -211,8 +211,8 @@ func TestLoaderPanicAndErrorsAreNotCached(t *testing.T) {
 		t.Fatalf("after failures GetOrLoad = %q, %v; want ok", v, err)
 	}
 	st := n.Stats()
-	if st.LoadPanics != 1 || st.LoadErrors < 2 || st.Loads != 3 {
-		t.Fatalf("stats: panics=%d errors=%d loads=%d; want 1, >=2, 3", st.LoadPanics, st.LoadErrors, st.Loads)
+	if st.Loads.Panics != 1 || st.Loads.Errors < 2 || st.Loads.Calls != 3 {
+		t.Fatalf("stats: panics=%d errors=%d loads=%d; want 1, >=2, 3", st.Loads.Panics, st.Loads.Errors, st.Loads.Calls)
 	}
 }
 

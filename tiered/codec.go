@@ -45,14 +45,14 @@ func (JSONCodec[V]) Decode(b []byte) (V, error) {
 	return v, err
 }
 
-// DecodeError says an L2 item's value could not be decoded by the Codec. Such
-// an item is treated as a miss and counted in Stats.L2Corrupt.
-type DecodeError struct {
+// decodeError says an L2 item's value could not be decoded by the Codec. It
+// never reaches a caller: such an item is a miss, counted in Stats.L2.Corrupt.
+type decodeError struct {
 	Err error
 }
 
-func (e *DecodeError) Error() string { return fmt.Sprintf("tiered: decode L2 value: %v", e.Err) }
-func (e *DecodeError) Unwrap() error { return e.Err }
+func (e *decodeError) Error() string { return fmt.Sprintf("tiered: decode L2 value: %v", e.Err) }
+func (e *decodeError) Unwrap() error { return e.Err }
 
 // defaultCodec picks BytesCodec for []byte, StringCodec for string and JSON
 // for everything else.
@@ -68,8 +68,9 @@ func defaultCodec[V any]() Codec[V] {
 }
 
 // CodecPanicError says the Codec panicked (Op is "Encode" or "Decode"); the
-// panic was contained. A Decode panic is a *DecodeError wrapping it (the item
-// is a counted miss); an Encode panic an *EncodeError (nothing written).
+// panic was contained. A Decode panic makes the item a counted miss (no
+// caller sees it); an Encode panic is wrapped in an *EncodeError (nothing
+// written).
 // errors.Is(err, ErrCodecPanic).
 type CodecPanicError struct {
 	Op    string
@@ -84,17 +85,17 @@ func (e *CodecPanicError) Error() string {
 func (e *CodecPanicError) Unwrap() error { return ErrCodecPanic }
 
 // decode is the one place values are decoded: a Decode error or panic is a
-// *DecodeError, never a crash. Every path (Get, GetOrLoad, GetMany, leases,
+// *decodeError, never a crash. Every path (Get, GetOrLoad, GetMany, leases,
 // refresh-ahead, the stream) decodes through it.
 func (c *Cache[V]) decode(b []byte) (v V, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			var zero V
-			v, err = zero, &DecodeError{Err: &CodecPanicError{Op: "Decode", Value: r}}
+			v, err = zero, &decodeError{Err: &CodecPanicError{Op: "Decode", Value: r}}
 		}
 	}()
 	if v, err = c.o.Codec.Decode(b); err != nil {
-		return v, &DecodeError{Err: err}
+		return v, &decodeError{Err: err}
 	}
 	return v, nil
 }

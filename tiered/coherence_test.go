@@ -51,7 +51,7 @@ func TestRemoteWritesEvictOtherNodes(t *testing.T) {
 	a.awaitGone(t, "k")
 	c.awaitGone(t, "k")
 	for _, n := range nodes {
-		if st := n.Stats(); st.Invalidations == 0 || st.Stream == nil {
+		if st := n.Stats(); st.Stream.Invalidations == 0 || !st.Stream.Enabled {
 			t.Fatalf("stats show no invalidations: %+v", st)
 		}
 	}
@@ -75,7 +75,7 @@ func TestReplaceOnChangeUpdatesInPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.awaitValue(t, "hot", "v1")
-	if st := b.Stats(); st.Replacements == 0 {
+	if st := b.Stats(); st.Stream.Replacements == 0 {
 		t.Fatalf("no in-place replacement on the other node: %+v", st)
 	}
 	if got := b.ops.get("GetItem") - getsBefore; got != 0 {
@@ -90,7 +90,7 @@ func TestReplaceOnChangeKeepsOwnWrites(t *testing.T) {
 	nodes := newCluster(t, 2, func(o *tiered.Options[string]) { o.ReplaceOnChange = true })
 	a, b := nodes[0], nodes[1]
 	ctx := testContext(t)
-	records := func() int64 { return a.Stats().Stream.Records }
+	records := func() uint64 { return a.Stats().Stream.Records }
 	before := records()
 	// A loader slower than the stream: the record of this node's own lease
 	// arrives while the fill is still in flight, and must not fence it.
@@ -181,7 +181,7 @@ func TestStreamDisabledFlushesAndRecovers(t *testing.T) {
 		n := n
 		waitFor(t, 30*time.Second, "a flush or degraded mode after the stream was disabled", func() bool {
 			st := n.Stats()
-			return st.Flushes > 0 || st.Degraded
+			return st.Stream.Flushes > 0 || st.Stream.Degraded
 		})
 	}
 	t.Logf("every node flushed or degraded %v after the stream was disabled (T/2 = %v)", time.Since(start), time.Second/2)
@@ -195,7 +195,7 @@ func TestStreamDisabledFlushesAndRecovers(t *testing.T) {
 	}
 	flushed := make([]uint64, len(nodes))
 	for i, n := range nodes {
-		flushed[i] = n.Stats().Flushes
+		flushed[i] = n.Stats().Stream.Flushes
 	}
 	if err := tbl.EnableStream(ctx, types.StreamViewTypeKeysOnly); err != nil {
 		t.Fatalf("EnableStream: %v", err)
@@ -204,7 +204,7 @@ func TestStreamDisabledFlushesAndRecovers(t *testing.T) {
 		i, n := i, n
 		waitFor(t, 60*time.Second, "recovery (trusted again, after one more flush) once the stream came back", func() bool {
 			st := n.Stats()
-			return !st.Degraded && st.Flushes > flushed[i]
+			return !st.Stream.Degraded && st.Stream.Flushes > flushed[i]
 		})
 	}
 	// And invalidation works again on the new stream.
@@ -333,21 +333,10 @@ func TestHistoryRespectsStalenessBound(t *testing.T) {
 	}
 	var inval uint64
 	for _, n := range nodes {
-		inval += n.Stats().Invalidations
+		inval += n.Stats().Stream.Invalidations
 	}
 	if inval == 0 {
 		t.Fatalf("no invalidations happened: the test did not exercise the stream")
-	}
-}
-
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a state that has no event to await
 	}
 }
 

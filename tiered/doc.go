@@ -20,9 +20,9 @@
 //     value more than Options.StalenessBound (T) after a newer write was
 //     acknowledged anywhere, provided DynamoDB publishes stream records within
 //     T/2 (typically well under a second). Trust is decided on each read from
-//     a monotonic clock reading compared with a trusted-until time that the
-//     consumer moves forward after each poll that drains a shard (the oldest
-//     such poll's start + T/2): once it has lapsed (the consumer is failing,
+//     a monotonic clock reading compared with a trusted-until time: T/2 past
+//     the start of the least recent of the shards' last draining polls,
+//     which the consumer recomputes after each such poll: once it has lapsed (the consumer is failing,
 //     or the process was frozen), L1 entries older than T/2 are not served
 //     until the consumer catches up and L1 is flushed, even before any
 //     background goroutine has run again. Every L1 entry dies within L1MaxTTL

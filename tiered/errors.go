@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/tieredcache/tieredcache/invalidation"
 	"github.com/tieredcache/tieredcache/l2"
 )
 
@@ -47,6 +50,35 @@ var (
 	// ErrInvalidTTL is returned by SetWithTTL for a negative TTL. It is
 	// l2.ErrInvalidTTL.
 	ErrInvalidTTL = l2.ErrInvalidTTL
+	// ErrEmptyKey, ErrInvalidKey (not valid UTF-8) and ErrKeyTooLong (see
+	// *KeyTooLongError) reject a key before any tier is consulted. They
+	// are l2's sentinels.
+	ErrEmptyKey   = l2.ErrEmptyKey
+	ErrInvalidKey = l2.ErrInvalidKey
+	ErrKeyTooLong = l2.ErrKeyTooLong
+	// ErrValueTooLarge: an encoded value does not fit in one item (see
+	// *ValueTooLargeError); nothing was written. It is l2.ErrValueTooLarge.
+	ErrValueTooLarge = l2.ErrValueTooLarge
+	// ErrTimeout marks a DynamoDB call that ran out of Options.CallTimeout,
+	// ErrThrottled one DynamoDB throttled after the SDK's retries. Both come
+	// wrapped in ErrL2Unavailable (or a *BatchError). They are l2's.
+	ErrTimeout   = l2.ErrTimeout
+	ErrThrottled = l2.ErrThrottled
+	// ErrInvalidRequest: DynamoDB rejected a Set or Delete as invalid (a
+	// ValidationException, or another 4xx but throttling; see *RequestError
+	// for its code). An answer, not an outage: never ErrL2Unavailable, never
+	// counted by the breaker. It is l2.ErrInvalidRequest.
+	ErrInvalidRequest = l2.ErrInvalidRequest
+	// ErrTableMismatch: the table exists but does not fit (see
+	// *TableMismatchError); New returns it wrapped in ErrInvalidOptions. It
+	// is l2.ErrTableMismatch.
+	ErrTableMismatch = l2.ErrTableMismatch
+	// ErrBreakerOpen marks a DynamoDB call the circuit breaker refused
+	// without making it: the breaker is open, or half-open with its one
+	// probe call in flight. It comes wrapped in ErrL2Unavailable, and
+	// gobreaker's own error (ErrOpenState, ErrTooManyRequests) stays
+	// reachable with errors.Is.
+	ErrBreakerOpen = errors.New("tiered: circuit breaker open")
 	// ErrStale marks a value served by stale-if-error: the loader failed and
 	// the last known value was returned with this error (use errors.As with
 	// *StaleError for the loader's error).
@@ -121,3 +153,34 @@ type EncodeError struct {
 
 func (e *EncodeError) Error() string { return "tiered: encode value: " + e.Err.Error() }
 func (e *EncodeError) Unwrap() error { return e.Err }
+
+// KeyTooLongError reports a key whose partition key value (namespace + "#" +
+// key) would be over DynamoDB's limit. errors.Is(err, ErrKeyTooLong).
+type KeyTooLongError = l2.KeyTooLongError
+
+// ValueTooLargeError reports a value too large for one item next to its
+// key. errors.Is(err, ErrValueTooLarge).
+type ValueTooLargeError = l2.ValueTooLargeError
+
+// TableMismatchError lists every way an existing table differs from what the
+// cache needs (New wraps it in ErrInvalidOptions). errors.Is(err,
+// ErrTableMismatch).
+type TableMismatchError = l2.TableMismatchError
+
+// RequestError is l2's *RequestError: a request DynamoDB rejected as invalid,
+// with its error code (errors.Is(err, ErrInvalidRequest)).
+type RequestError = l2.RequestError
+
+// StartError is returned (wrapped) by New when the stream consumer could not
+// start: at once on a permanent error (Permanent set: a missing IAM
+// permission, no such table), else when New's ctx ended while it retried.
+type StartError = invalidation.StartError
+
+// breakerError marks an error of the circuit breaker (a call it refused) with
+// ErrBreakerOpen, keeping gobreaker's error reachable; others pass unchanged.
+func breakerError(err error) error {
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return fmt.Errorf("%w: %w", ErrBreakerOpen, err)
+	}
+	return err
+}

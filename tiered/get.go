@@ -276,7 +276,7 @@ func (c *Cache[V]) load(ctx context.Context, key string, loader Loader[V], fence
 
 // fromItem decodes an L2 item (through decode: a Codec error or panic is
 // false, never a crash). It counts nothing: each lookup counts the corrupt
-// item it met once, in Stats.L2Corrupt (see corruptOnce).
+// item it met once, in Stats.L2.Corrupt (see corruptOnce).
 func (c *Cache[V]) fromItem(item l2.Item) (*entry[V], bool) {
 	e := &entry[V]{version: item.Version, notFound: item.NotFound}
 	if !item.NotFound {
@@ -289,7 +289,7 @@ func (c *Cache[V]) fromItem(item l2.Item) (*entry[V], bool) {
 	return e, true
 }
 
-// corruptOnce counts, in Stats.L2Corrupt, the corrupt item one lookup of one
+// corruptOnce counts, in Stats.L2.Corrupt, the corrupt item one lookup of one
 // key met, once however many times the lookup reads it (its first read, the
 // lease answer, the lease wait's reads).
 type corruptOnce bool
@@ -301,17 +301,16 @@ func (o *corruptOnce) count(c *counters) {
 	}
 }
 
-// fillL1 stores e unless key was written or invalidated since fence was taken,
-// then waits for Ristretto to apply it so that callers arriving after this
-// flight see it instead of starting another. size is the encoded value's size;
-// ttl the L1 lifetime wanted (0: L1TTL), exp when the L2 item expires.
+// fillL1 stores e unless key was written or invalidated since fence was taken.
+// l1's Fill returns only once the entry is visible to Get, so callers arriving
+// after this flight see it instead of starting another. size is the encoded
+// value's size; ttl the L1 lifetime wanted (0: L1TTL), exp when the L2 item
+// expires.
 func (c *Cache[V]) fillL1(key string, fence l1.Fence, e *entry[V], size int64, ttl time.Duration, exp time.Time) {
 	l1ttl := c.l1TTL(ttl, exp)
 	if l1ttl <= 0 {
 		return // the L2 item expired meanwhile: serve it, do not keep it
 	}
 	c.stamp(e, fence.Taken(), l1ttl)
-	if c.l1.Fill(key, fence, e, size, l1ttl) {
-		c.l1.Wait()
-	}
+	c.l1.Fill(key, fence, e, size, l1ttl)
 }

@@ -58,31 +58,6 @@ func (l *manyLoader) Calls() [][]string {
 	return slices.Clone(l.calls)
 }
 
-// manyRecv waits for one value from ch, failing the test after 30 s.
-func manyRecv[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(30 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
-
-// manyAwait polls cond (a state another goroutine reaches by itself, with no
-// hook to signal it) until it holds, failing the test after 30 s.
-func manyAwait(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // manyBlock holds a loader until release is closed; a loader's ctx ends
 // only with its load (LoadTimeout, Close), which lets a failed test's
 // cleanup close the node instead of hanging.
@@ -152,12 +127,12 @@ func TestGetManyMixesTiersAndLoadsTheRestOnce(t *testing.T) {
 		name      string
 		got, want uint64
 	}{
-		{"L2Hits", after.L2Hits - before.L2Hits, 2},
-		{"L2Misses", after.L2Misses - before.L2Misses, 3},
-		{"Loads", after.Loads - before.Loads, 1},
-		{"BatchLoads", after.BatchLoads - before.BatchLoads, 1},
-		{"BatchLoadKeys", after.BatchLoadKeys - before.BatchLoadKeys, 3},
-		{"LoadErrors", after.LoadErrors - before.LoadErrors, 0},
+		{"L2Hits", after.L2.Hits - before.L2.Hits, 2},
+		{"L2Misses", after.L2.Misses - before.L2.Misses, 3},
+		{"Loads", after.Loads.Calls - before.Loads.Calls, 1},
+		{"BatchLoads", after.Loads.Batches - before.Loads.Batches, 1},
+		{"BatchLoadKeys", after.Loads.BatchKeys - before.Loads.BatchKeys, 3},
+		{"LoadErrors", after.Loads.Errors - before.Loads.Errors, 0},
 	} {
 		if c.got != c.want {
 			t.Errorf("Stats().%s grew by %d, want %d", c.name, c.got, c.want)
@@ -181,8 +156,8 @@ func TestGetManyMixesTiersAndLoadsTheRestOnce(t *testing.T) {
 	if err != nil || !maps.Equal(got, want) {
 		t.Fatalf("other node's GetMany = %v, %v; want %v", got, err, want)
 	}
-	if len(other.Calls()) != 0 || m.Stats().L2Hits != uint64(len(want)) {
-		t.Fatalf("other node: %d loader calls, %d L2 hits; want 0 and %d", len(other.Calls()), m.Stats().L2Hits, len(want))
+	if len(other.Calls()) != 0 || m.Stats().L2.Hits != uint64(len(want)) {
+		t.Fatalf("other node: %d loader calls, %d L2 hits; want 0 and %d", len(other.Calls()), m.Stats().L2.Hits, len(want))
 	}
 }
 
@@ -238,7 +213,7 @@ func TestGetManyJoinsLoadsInFlight(t *testing.T) {
 			})
 			single <- manyResult{map[string]string{"shared": v}, err}
 		}()
-		manyRecv(t, entered, "the GetOrLoad loader")
+		awaitRecv(t, entered, "the GetOrLoad loader")
 
 		calls := make(chan []string, 2)
 		res := goGetMany(ctx, n, []string{"shared", "other"}, func(_ context.Context, keys []string) (map[string]string, error) {
@@ -247,23 +222,23 @@ func TestGetManyJoinsLoadsInFlight(t *testing.T) {
 		})
 		// The batch loader runs only after GetMany claimed its keys, so
 		// "shared" was joined (not claimed) by then.
-		if keys := manyRecv(t, calls, "the batch loader"); !slices.Equal(keys, []string{"other"}) {
+		if keys := awaitRecv(t, calls, "the batch loader"); !slices.Equal(keys, []string{"other"}) {
 			t.Fatalf("batch loader got %v; want only [other]: shared is being loaded by GetOrLoad", keys)
 		}
 		close(release)
-		r := manyRecv(t, res, "GetMany")
+		r := awaitRecv(t, res, "GetMany")
 		want := map[string]string{"shared": "from-single", "other": "from-batch"}
 		if r.err != nil || !maps.Equal(r.m, want) {
 			t.Fatalf("GetMany = %v, %v; want %v", r.m, r.err, want)
 		}
-		if s := manyRecv(t, single, "GetOrLoad"); s.err != nil || s.m["shared"] != "from-single" {
+		if s := awaitRecv(t, single, "GetOrLoad"); s.err != nil || s.m["shared"] != "from-single" {
 			t.Fatalf("GetOrLoad = %v, %v", s.m, s.err)
 		}
 		if singleCalls != 1 || len(calls) != 0 {
 			t.Fatalf("loader calls: single %d, batch %d more; want 1 and 0", singleCalls, len(calls))
 		}
-		if j := n.Stats().LoadsJoined; j != 1 {
-			t.Fatalf("Stats().LoadsJoined = %d, want 1", j)
+		if j := n.Stats().Loads.Joined; j != 1 {
+			t.Fatalf("Stats().Loads.Joined = %d, want 1", j)
 		}
 	})
 
@@ -278,7 +253,7 @@ func TestGetManyJoinsLoadsInFlight(t *testing.T) {
 			}
 			return map[string]string{"a": "one-a", "s": "one-s"}, nil
 		})
-		if keys := manyRecv(t, entered, "the first batch loader"); !slices.Equal(keys, []string{"a", "s"}) {
+		if keys := awaitRecv(t, entered, "the first batch loader"); !slices.Equal(keys, []string{"a", "s"}) {
 			t.Fatalf("first batch loader got %v, want [a s]", keys)
 		}
 		calls := make(chan []string, 2)
@@ -286,11 +261,11 @@ func TestGetManyJoinsLoadsInFlight(t *testing.T) {
 			calls <- slices.Clone(keys)
 			return map[string]string{"b": "two-b", "s": "two-s"}, nil
 		})
-		if keys := manyRecv(t, calls, "the second batch loader"); !slices.Equal(keys, []string{"b"}) {
+		if keys := awaitRecv(t, calls, "the second batch loader"); !slices.Equal(keys, []string{"b"}) {
 			t.Fatalf("second batch loader got %v; want only [b]: s is being loaded by the first GetMany", keys)
 		}
 		close(release)
-		r1, r2 := manyRecv(t, first, "first GetMany"), manyRecv(t, second, "second GetMany")
+		r1, r2 := awaitRecv(t, first, "first GetMany"), awaitRecv(t, second, "second GetMany")
 		if want := map[string]string{"a": "one-a", "s": "one-s"}; r1.err != nil || !maps.Equal(r1.m, want) {
 			t.Fatalf("first GetMany = %v, %v; want %v", r1.m, r1.err, want)
 		}
@@ -313,7 +288,7 @@ func TestGetManyJoinsLoadsInFlight(t *testing.T) {
 			}
 			return map[string]string{"k": "from-batch"}, nil
 		})
-		manyRecv(t, entered, "the batch loader")
+		awaitRecv(t, entered, "the batch loader")
 		single := make(chan manyResult, 1)
 		singleCalled := make(chan struct{}, 1)
 		go func() {
@@ -324,12 +299,12 @@ func TestGetManyJoinsLoadsInFlight(t *testing.T) {
 			single <- manyResult{map[string]string{"k": v}, err}
 		}()
 		// Release the batch only once the GetOrLoad flight is waiting on it.
-		manyAwait(t, "GetOrLoad to join the GetMany's load", func() bool { return n.Stats().LoadsJoined == 1 })
+		waitFor(t, 30*time.Second, "GetOrLoad to join the GetMany's load", func() bool { return n.Stats().Loads.Joined == 1 })
 		close(release)
-		if s := manyRecv(t, single, "GetOrLoad"); s.err != nil || s.m["k"] != "from-batch" {
+		if s := awaitRecv(t, single, "GetOrLoad"); s.err != nil || s.m["k"] != "from-batch" {
 			t.Fatalf("GetOrLoad = %v, %v; want the batch's value", s.m, s.err)
 		}
-		if r := manyRecv(t, res, "GetMany"); r.err != nil || r.m["k"] != "from-batch" {
+		if r := awaitRecv(t, res, "GetMany"); r.err != nil || r.m["k"] != "from-batch" {
 			t.Fatalf("GetMany = %v, %v", r.m, r.err)
 		}
 		if len(singleCalled) != 0 {
@@ -407,8 +382,8 @@ func TestGetManyLoaderErrorsAreNotCached(t *testing.T) {
 	if want := map[string]string{"hit": "v-hit"}; !maps.Equal(got, want) {
 		t.Fatalf("GetMany values = %v; want only the L2 hit %v", got, want)
 	}
-	if s := n.Stats(); s.LoadErrors != 1 {
-		t.Errorf("Stats().LoadErrors = %d, want 1", s.LoadErrors)
+	if s := n.Stats(); s.Loads.Errors != 1 {
+		t.Errorf("Stats().Loads.Errors = %d, want 1", s.Loads.Errors)
 	}
 	for _, k := range []string{"a", "b"} {
 		if _, err := tbl.Get(ctx, k); !errors.Is(err, l2.ErrNotFound) {
@@ -459,8 +434,8 @@ func TestGetManyLoaderErrorsAreNotCached(t *testing.T) {
 			!errors.As(be.Errors["x1"], &pe) || pe.Value != "batch loader bug" {
 			t.Fatalf("GetMany with a panicking loader = %v, %v; want *LoaderPanicError per key", got, err)
 		}
-		if s := n.Stats(); s.LoadPanics != 1 {
-			t.Errorf("Stats().LoadPanics = %d, want 1", s.LoadPanics)
+		if s := n.Stats(); s.Loads.Panics != 1 {
+			t.Errorf("Stats().Loads.Panics = %d, want 1", s.Loads.Panics)
 		}
 	})
 }
@@ -537,12 +512,12 @@ func TestGetManyFillsOnlyOverTheVersionSeen(t *testing.T) {
 		}
 		return map[string]string{"d": "loaded-before-delete"}, nil
 	})
-	manyRecv(t, entered, "the batch loader")
+	awaitRecv(t, entered, "the batch loader")
 	if err := n.Delete(ctx, "d"); err != nil {
 		t.Fatal(err)
 	}
 	close(release)
-	if r := manyRecv(t, res, "GetMany"); r.err != nil || r.m["d"] != "loaded-before-delete" {
+	if r := awaitRecv(t, res, "GetMany"); r.err != nil || r.m["d"] != "loaded-before-delete" {
 		t.Fatalf("GetMany = %v, %v", r.m, r.err)
 	}
 	if it, err := tbl.Get(ctx, "d"); !errors.Is(err, l2.ErrNotFound) {
@@ -551,8 +526,8 @@ func TestGetManyFillsOnlyOverTheVersionSeen(t *testing.T) {
 	if v, err := n.Get(ctx, "d"); !errors.Is(err, tiered.ErrNotFound) {
 		t.Fatalf("a fill that began before a Delete landed in L1: %q, %v", v, err)
 	}
-	if s := n.Stats(); s.StaleFillsDropped != 1 {
-		t.Fatalf("Stats().StaleFillsDropped = %d, want 1", s.StaleFillsDropped)
+	if s := n.Stats(); s.Loads.StaleFillsDropped != 1 {
+		t.Fatalf("Stats().Loads.StaleFillsDropped = %d, want 1", s.Loads.StaleFillsDropped)
 	}
 }
 
@@ -568,17 +543,17 @@ func TestGetManyCallerCancelLeavesTheLoadRunning(t *testing.T) {
 		}
 		return map[string]string{"c1": "v1", "c2": "v2"}, nil
 	})
-	manyRecv(t, entered, "the batch loader")
+	awaitRecv(t, entered, "the batch loader")
 	cancel()
-	if r := manyRecv(t, res, "the cancelled GetMany"); r.m != nil || !errors.Is(r.err, context.Canceled) {
+	if r := awaitRecv(t, res, "the cancelled GetMany"); r.m != nil || !errors.Is(r.err, context.Canceled) {
 		t.Fatalf("cancelled GetMany = %v, %v; want nil, context.Canceled", r.m, r.err)
 	}
 	// A second caller joins the load still running and gets its values.
 	again := &manyLoader{prefix: "again-"}
 	second := goGetMany(ctx, n, []string{"c1", "c2"}, again.load)
-	manyAwait(t, "the second GetMany to join the load", func() bool { return n.Stats().LoadsJoined == 2 })
+	waitFor(t, 30*time.Second, "the second GetMany to join the load", func() bool { return n.Stats().Loads.Joined == 2 })
 	close(release)
-	r := manyRecv(t, second, "the second GetMany")
+	r := awaitRecv(t, second, "the second GetMany")
 	if want := map[string]string{"c1": "v1", "c2": "v2"}; r.err != nil || !maps.Equal(r.m, want) {
 		t.Fatalf("second GetMany = %v, %v; want %v from the first load", r.m, r.err, want)
 	}
@@ -591,10 +566,19 @@ func TestGetManyCallerCancelLeavesTheLoadRunning(t *testing.T) {
 // through inj.
 func faultNode(t *testing.T, table string, inj *ddbfault.Injector) *node {
 	t.Helper()
+	return faultNodeWith(t, table, inj, nil)
+}
+
+// faultNodeWith is faultNode with tweak applied to its options last.
+func faultNodeWith(t *testing.T, table string, inj *ddbfault.Injector, tweak func(*tiered.Options[string])) *node {
+	t.Helper()
 	cfg := awsConfig(t)
 	return newNode(t, table, func(o *tiered.Options[string]) {
 		o.DisableInvalidation = true
 		o.DynamoDB = l2.NewClient(cfg, inj.Options)
+		if tweak != nil {
+			tweak(o)
+		}
 	})
 }
 
@@ -663,8 +647,8 @@ func TestGetManyUnprocessedKeysAndOutage(t *testing.T) {
 		if err != nil || !maps.Equal(got, want) {
 			t.Fatalf("GetMany with DynamoDB down = %v, %v; want %v", got, err, want)
 		}
-		if s := m.Stats(); s.L2Errors == 0 || len(loader.Calls()) != 1 {
-			t.Fatalf("L2Errors = %d, loader calls = %d; want > 0 and 1", s.L2Errors, len(loader.Calls()))
+		if s := m.Stats(); s.L2.Errors == 0 || len(loader.Calls()) != 1 {
+			t.Fatalf("L2Errors = %d, loader calls = %d; want > 0 and 1", s.L2.Errors, len(loader.Calls()))
 		}
 		// Kept in L1: served again without DynamoDB or the loader.
 		if got, err := m.GetMany(ctx, fresh, loader.load); err != nil || !maps.Equal(got, want) || len(loader.Calls()) != 1 {
@@ -682,11 +666,11 @@ func TestGetManyCloseEndsTheLoad(t *testing.T) {
 		<-ctx.Done() // only Close ends this load
 		return nil, ctx.Err()
 	})
-	manyRecv(t, entered, "the batch loader")
+	awaitRecv(t, entered, "the batch loader")
 	closed := make(chan error, 1)
 	go func() { closed <- n.Close() }()
-	manyRecv(t, closed, "Close, which waits for the load")
-	r := manyRecv(t, res, "GetMany")
+	awaitRecv(t, closed, "Close, which waits for the load")
+	r := awaitRecv(t, res, "GetMany")
 	var be *tiered.BatchError
 	if len(r.m) != 0 || !errors.As(r.err, &be) || len(be.Errors) != 2 || !errors.Is(be.Errors["z1"], tiered.ErrClosed) || !errors.Is(be.Errors["z2"], tiered.ErrClosed) {
 		t.Fatalf("GetMany cut short by Close = %v, %v; want ErrClosed for both keys", r.m, r.err)

@@ -68,7 +68,7 @@ func TestCodecPanicIsACountedMissOnEveryReadPath(t *testing.T) {
 	if err := n.Set(ctx, "good", "g"); err != nil {
 		t.Fatal(err)
 	}
-	corrupt := func() uint64 { return n.Stats().L2Corrupt }
+	corrupt := func() uint64 { return n.Stats().L2.Corrupt }
 
 	before := corrupt()
 	if v, err := n.Get(ctx, "get"); !errors.Is(err, tiered.ErrNotFound) {
@@ -141,10 +141,10 @@ func TestCodecPanicOnTheStreamDropsTheEntry(t *testing.T) {
 	if v, err := other.GetOrLoad(ctx, "s", constLoader("x")); err != nil || v != "one" {
 		t.Fatalf("GetOrLoad = %q, %v", v, err)
 	}
-	before := other.Stats().L2Corrupt
+	before := other.Stats().L2.Corrupt
 	rawPut(t, table, rawValue("s", "boom!", 50)) // NEW_IMAGE this codec panics on
 	other.awaitEvent(t, "s")
-	if d := other.Stats().L2Corrupt - before; d != 1 {
+	if d := other.Stats().L2.Corrupt - before; d != 1 {
 		t.Fatalf("the stream record counted %d corrupt items, want 1", d)
 	}
 	// The process is alive, the old entry is gone, and the key is a miss
@@ -192,17 +192,6 @@ func TestLoaderGoexitGivesCallersAnError(t *testing.T) {
 	// The cache still works.
 	if v, err := n.GetOrLoad(context.Background(), "gx", constLoader("ok")); err != nil || v != "ok" {
 		t.Fatalf("GetOrLoad after the Goexit = %q, %v", v, err)
-	}
-}
-
-func awaitRecv[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(30 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
 	}
 }
 
@@ -322,8 +311,8 @@ func TestNotFoundWithoutNegativeCachingIsNotALoadError(t *testing.T) {
 			t.Fatalf("GetOrLoad = %v; want ErrNotFound", err)
 		}
 	}
-	if st := n.Stats(); st.LoadErrors != 0 || st.Loads != 2 {
-		t.Fatalf("Loads %d, LoadErrors %d; want 2 loads (not cached), 0 errors", st.Loads, st.LoadErrors)
+	if st := n.Stats(); st.Loads.Errors != 0 || st.Loads.Calls != 2 {
+		t.Fatalf("Loads %d, LoadErrors %d; want 2 loads (not cached), 0 errors", st.Loads.Calls, st.Loads.Errors)
 	}
 }
 
@@ -352,8 +341,8 @@ func TestMissingTableIsATypedErrorNotAnOutage(t *testing.T) {
 			t.Fatalf("GetOrLoad on a deleted table = %q, %v; want the loader's value", v, err)
 		}
 	}
-	if st := n.Stats(); st.BreakerOpens != 0 || st.PendingInvalidations != 0 {
-		t.Fatalf("breaker opened %d times, %d pending invalidations: a missing table is not an outage", st.BreakerOpens, st.PendingInvalidations)
+	if st := n.Stats(); st.Breaker.Opens != 0 || st.Pending.Now != 0 {
+		t.Fatalf("breaker opened %d times, %d pending invalidations: a missing table is not an outage", st.Breaker.Opens, st.Pending.Now)
 	}
 }
 
@@ -405,8 +394,8 @@ func TestFailedSetLeavesAPendingInvalidationThatLands(t *testing.T) {
 	if v, err := tableValue(t, a.tableName, "k"); err != nil || v != "old" {
 		t.Fatalf("table = %q, %v; want the old value still there", v, err)
 	}
-	if st := a.Stats(); st.PendingInvalidations != 1 || st.PendingAdded != 1 {
-		t.Fatalf("pending %d, added %d; want 1 and 1", st.PendingInvalidations, st.PendingAdded)
+	if st := a.Stats(); st.Pending.Now != 1 || st.Pending.Added != 1 {
+		t.Fatalf("pending %d, added %d; want 1 and 1", st.Pending.Now, st.Pending.Added)
 	}
 	// While pending, a does not serve the old value from L2: Get misses,
 	// GetOrLoad goes to the loader, and its load is not written to L2.
@@ -417,7 +406,7 @@ func TestFailedSetLeavesAPendingInvalidationThatLands(t *testing.T) {
 		t.Fatalf("unrelated GetOrLoad = %q, %v", v, err) // other keys unaffected
 	}
 	remove()
-	if !awaitCond(30*time.Second, func() bool { return a.Stats().PendingLanded == 1 }) {
+	if !awaitCond(30*time.Second, func() bool { return a.Stats().Pending.Landed == 1 }) {
 		t.Fatalf("the pending invalidation never landed: %+v", a.Stats())
 	}
 	if _, err := tableValue(t, a.tableName, "k"); !errors.Is(err, l2.ErrNotFound) {
@@ -427,8 +416,8 @@ func TestFailedSetLeavesAPendingInvalidationThatLands(t *testing.T) {
 	if v, err := b.GetOrLoad(ctx, "k", constLoader("new")); err != nil || v != "new" {
 		t.Fatalf("b.GetOrLoad = %q, %v", v, err)
 	}
-	if st := a.Stats(); st.PendingInvalidations != 0 || st.PendingRetries == 0 {
-		t.Fatalf("pending %d, retries %d after landing", st.PendingInvalidations, st.PendingRetries)
+	if st := a.Stats(); st.Pending.Now != 0 || st.Pending.Retries == 0 {
+		t.Fatalf("pending %d, retries %d after landing", st.Pending.Now, st.Pending.Retries)
 	}
 }
 
@@ -444,11 +433,11 @@ func TestPendingInvalidationNeverOverwritesANewerWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	remove()
-	if !awaitCond(30*time.Second, func() bool { return a.Stats().PendingInvalidations == 0 }) {
+	if !awaitCond(30*time.Second, func() bool { return a.Stats().Pending.Now == 0 }) {
 		t.Fatalf("the pending invalidation never ended: %+v", a.Stats())
 	}
-	if st := a.Stats(); st.PendingLanded != 0 || st.PendingSuperseded != 1 {
-		t.Fatalf("landed %d, superseded %d; want the newer write to make it moot", st.PendingLanded, st.PendingSuperseded)
+	if st := a.Stats(); st.Pending.Landed != 0 || st.Pending.Superseded != 1 {
+		t.Fatalf("landed %d, superseded %d; want the newer write to make it moot", st.Pending.Landed, st.Pending.Superseded)
 	}
 	if v, err := tableValue(t, a.tableName, "k"); err != nil || v != "newer" {
 		t.Fatalf("table = %q, %v; the retry overwrote the newer write", v, err)
@@ -490,8 +479,8 @@ func TestPendingOverflowIsCountedLoggedAndNotServedFromL2(t *testing.T) {
 		}
 	}
 	st := a.Stats()
-	if st.PendingInvalidations != 1 || st.PendingDropped != 1 {
-		t.Fatalf("pending %d, dropped %d; want 1 and 1", st.PendingInvalidations, st.PendingDropped)
+	if st.Pending.Now != 1 || st.Pending.Dropped != 1 {
+		t.Fatalf("pending %d, dropped %d; want 1 and 1", st.Pending.Now, st.Pending.Dropped)
 	}
 	if !strings.Contains(logs.String(), "pending invalidations full") {
 		t.Fatalf("overflow not logged; log:\n%s", logs.String())
@@ -508,10 +497,12 @@ func TestPendingOverflowIsCountedLoggedAndNotServedFromL2(t *testing.T) {
 
 func TestCodecPanicInRefreshAheadIsACountedMiss(t *testing.T) {
 	table := dynamolocal.TableName(t)
+	clock := &tiered.TestClock{}
 	n := newNode(t, table, func(o *tiered.Options[string]) {
+		tiered.SetTestClock(o, clock)
 		o.Codec = panicCodec{}
 		o.L1TTL = 2 * time.Second
-		o.RefreshAhead = 0.25
+		o.RefreshAhead = 0.25 // refreshSoftTTL
 		o.TTLJitter = -1
 		o.DisableLeases = true
 		o.DisableInvalidation = true // the foreign write below must not evict the entry
@@ -529,16 +520,16 @@ func TestCodecPanicInRefreshAheadIsACountedMiss(t *testing.T) {
 	}
 	<-reloaded
 	rawPut(t, table, rawValue("r", "boom-newer", 40)) // a newer version the codec panics on
-	before := n.Stats().L2Corrupt
-	pastSoftTTL()
+	before := n.Stats().L2.Corrupt
+	pastSoftTTL(clock)
 	if v, err := n.GetOrLoad(ctx, "r", loader); err != nil || v != "v1" {
 		t.Fatalf("hit past the soft TTL = %q, %v; want v1 at once", v, err)
 	}
 	awaitRecv(t, reloaded, "the refresh to reach the loader past the undecodable L2 version")
-	if !awaitCond(30*time.Second, func() bool { return n.Stats().L2Corrupt-before == 1 }) {
-		t.Fatalf("refresh counted %d corrupt items, want 1", n.Stats().L2Corrupt-before)
+	if !awaitCond(30*time.Second, func() bool { return n.Stats().L2.Corrupt-before == 1 }) {
+		t.Fatalf("refresh counted %d corrupt items, want 1", n.Stats().L2.Corrupt-before)
 	}
-	if st := n.Stats(); st.LoadPanics != 0 || st.RefreshesFromL2 != 0 {
-		t.Fatalf("LoadPanics %d, RefreshesFromL2 %d; a codec panic is neither", st.LoadPanics, st.RefreshesFromL2)
+	if st := n.Stats(); st.Loads.Panics != 0 || st.Refresh.FromL2 != 0 {
+		t.Fatalf("LoadPanics %d, RefreshesFromL2 %d; a codec panic is neither", st.Loads.Panics, st.Refresh.FromL2)
 	}
 }

@@ -66,8 +66,8 @@ func TestInvalidRequestIsNotAnOutage(t *testing.T) {
 			t.Fatalf("Delete with an invalid request = %v", err)
 		}
 	}
-	if st := n.Stats(); st.BreakerOpens != 0 || st.BreakerState != "closed" {
-		t.Fatalf("breaker %s after %d opens: invalid requests were taken for an outage", st.BreakerState, st.BreakerOpens)
+	if st := n.Stats(); st.Breaker.Opens != 0 || st.Breaker.State != "closed" {
+		t.Fatalf("breaker %s after %d opens: invalid requests were taken for an outage", st.Breaker.State, st.Breaker.Opens)
 	}
 	spoil.Store(false)
 	if err := n.Set(ctx, "k", "v"); err != nil {
@@ -114,7 +114,7 @@ func TestCorruptItemsNeverDisableWrites(t *testing.T) {
 			}
 		}
 	}
-	if st := n.Stats(); st.BreakerOpens != 0 || st.L2Corrupt != 0 {
+	if st := n.Stats(); st.Breaker.Opens != 0 || st.L2.Corrupt != 0 {
 		t.Fatalf("Stats = %+v; want the breaker never opened, nothing read as corrupt", st)
 	}
 
@@ -137,19 +137,19 @@ func TestCorruptItemsNeverDisableWrites(t *testing.T) {
 	if err != nil || len(got) != len(keys) || loaded.Load() != int64(len(keys)) {
 		t.Fatalf("GetMany = %v, %v after %d loads; want every key loaded", got, err, loaded.Load())
 	}
-	if st := n.Stats(); st.L2Corrupt != uint64(len(keys)) || st.L2Misses != 0 {
-		t.Fatalf("L2Corrupt = %d, L2Misses = %d; want %d corrupt items counted once each, no misses", st.L2Corrupt, st.L2Misses, len(keys))
+	if st := n.Stats(); st.L2.Corrupt != uint64(len(keys)) || st.L2.Misses != 0 {
+		t.Fatalf("L2Corrupt = %d, L2Misses = %d; want %d corrupt items counted once each, no misses", st.L2.Corrupt, st.L2.Misses, len(keys))
 	}
 	// GetOrLoad, with and without leases: counted once, loaded, replaced.
 	noLeases := newNodeAt(t, cfg, table, func(o *tiered.Options[string]) { o.DisableLeases = true })
 	for i, nd := range []*node{n, noLeases} {
 		key := "g" + strconv.Itoa(i)
 		putRaw(key, shapes[0])
-		before := nd.Stats().L2Corrupt
+		before := nd.Stats().L2.Corrupt
 		if v, err := nd.GetOrLoad(ctx, key, constLoader("loaded")); err != nil || v != "loaded" {
 			t.Fatalf("GetOrLoad over a corrupt item = %q, %v", v, err)
 		}
-		if got := nd.Stats().L2Corrupt - before; got != 1 {
+		if got := nd.Stats().L2.Corrupt - before; got != 1 {
 			t.Fatalf("GetOrLoad counted %d corrupt items, want 1", got)
 		}
 		keys = append(keys, key)
@@ -177,8 +177,8 @@ func TestValueTooLargeBeforeTheBreaker(t *testing.T) {
 	if err := n.Set(ctx, "k", "v"); !errors.Is(err, tiered.ErrL2Unavailable) {
 		t.Fatalf("Set during the outage = %v", err)
 	}
-	if st := n.Stats(); st.BreakerState != "open" {
-		t.Fatalf("breaker %s; want open", st.BreakerState)
+	if st := n.Stats(); st.Breaker.State != "open" {
+		t.Fatalf("breaker %s; want open", st.Breaker.State)
 	}
 	big := strings.Repeat("x", 500*1024)
 	if err := n.Set(ctx, "big", big); !errors.Is(err, l2.ErrValueTooLarge) || errors.Is(err, tiered.ErrL2Unavailable) {
@@ -224,8 +224,8 @@ func TestBigValuesComeBackWithDefaults(t *testing.T) {
 			t.Fatalf("%s: %d bytes, wrong value", k, len(got[k]))
 		}
 	}
-	if st := reader.Stats(); st.L2Errors != 0 || st.BreakerOpens != 0 || st.L2Hits != uint64(len(keys)) {
-		t.Fatalf("reader Stats: L2Errors %d, BreakerOpens %d, L2Hits %d; want 0, 0, %d", st.L2Errors, st.BreakerOpens, st.L2Hits, len(keys))
+	if st := reader.Stats(); st.L2.Errors != 0 || st.Breaker.Opens != 0 || st.L2.Hits != uint64(len(keys)) {
+		t.Fatalf("reader Stats: L2Errors %d, BreakerOpens %d, L2Hits %d; want 0, 0, %d", st.L2.Errors, st.Breaker.Opens, st.L2.Hits, len(keys))
 	}
 }
 

@@ -33,7 +33,7 @@ func TestClusterWideStampedeLoadsOnce(t *testing.T) {
 	allIn := make(chan struct{})
 	waiting := func() (n uint64) {
 		for _, nd := range nodes {
-			n += nd.Stats().LeaseWaits
+			n += nd.Stats().Leases.Waits
 		}
 		return n
 	}
@@ -79,7 +79,7 @@ func TestClusterWideStampedeLoadsOnce(t *testing.T) {
 	}
 	var waits uint64
 	for _, n := range nodes {
-		waits += n.Stats().LeaseWaits
+		waits += n.Stats().Leases.Waits
 	}
 	if waits == 0 {
 		t.Fatalf("no node waited on the lease; the test did not exercise it")
@@ -131,8 +131,8 @@ func TestStaleSetRaceLeavesNoStaleEntry(t *testing.T) {
 	if v, err := c.GetOrLoad(ctx, "k", fresh); err != nil || v != "new" {
 		t.Fatalf("third node GetOrLoad = %q, %v; want new", v, err)
 	}
-	if st := a.Stats(); st.StaleFillsDropped != 1 {
-		t.Fatalf("StaleFillsDropped = %d, want 1", st.StaleFillsDropped)
+	if st := a.Stats(); st.Loads.StaleFillsDropped != 1 {
+		t.Fatalf("StaleFillsDropped = %d, want 1", st.Loads.StaleFillsDropped)
 	}
 }
 
@@ -164,8 +164,8 @@ func TestFillRacingSetServesTheNewerValue(t *testing.T) {
 		t.Fatalf("L2 holds %q, %v; want new", item.Value, err)
 	}
 	a.awaitValue(t, "k", "new")
-	if st := a.Stats(); st.StaleFillsDropped != 1 {
-		t.Fatalf("StaleFillsDropped = %d, want 1", st.StaleFillsDropped)
+	if st := a.Stats(); st.Loads.StaleFillsDropped != 1 {
+		t.Fatalf("StaleFillsDropped = %d, want 1", st.Loads.StaleFillsDropped)
 	}
 }
 
@@ -186,7 +186,7 @@ func TestReleasedLeaseWakesWaiters(t *testing.T) {
 	}
 	aDone := make(chan error, 1)
 	go func() { _, err := a.GetOrLoad(ctx, "k", failing); aDone <- err }()
-	waitFor(t, 30*time.Second, "node a to hold the lease", func() bool { return a.Stats().LeasesAcquired == 1 })
+	waitFor(t, 30*time.Second, "node a to hold the lease", func() bool { return a.Stats().Leases.Acquired == 1 })
 
 	bDone := make(chan error, 1)
 	short, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -198,7 +198,7 @@ func TestReleasedLeaseWakesWaiters(t *testing.T) {
 		}
 		bDone <- err
 	}()
-	waitFor(t, 30*time.Second, "node b to wait on the lease", func() bool { return b.Stats().LeaseWaits > 0 })
+	waitFor(t, 30*time.Second, "node b to wait on the lease", func() bool { return b.Stats().Leases.Waits > 0 })
 	close(fail)
 	if err := <-aDone; err == nil {
 		t.Fatal("the holder's failing load returned no error")
@@ -206,8 +206,8 @@ func TestReleasedLeaseWakesWaiters(t *testing.T) {
 	if err := <-bDone; err != nil {
 		t.Fatalf("waiter after the holder released its lease: %v (it waited for the lease to expire?)", err)
 	}
-	if st := b.Stats(); st.LeasesAcquired != 1 || st.LeaseTimeouts != 0 {
-		t.Fatalf("waiter took %d leases, %d timeouts; want it to take the released lease", st.LeasesAcquired, st.LeaseTimeouts)
+	if st := b.Stats(); st.Leases.Acquired != 1 || st.Leases.Timeouts != 0 {
+		t.Fatalf("waiter took %d leases, %d timeouts; want it to take the released lease", st.Leases.Acquired, st.Leases.Timeouts)
 	}
 }
 
@@ -291,16 +291,16 @@ func TestLeaseReleasedWhenL2RefusesTheValue(t *testing.T) {
 	if v, err := a.GetOrLoad(ctx, "big", big); err != nil || len(v) != len(huge) {
 		t.Fatalf("GetOrLoad of a too-large value: %d bytes, %v", len(v), err)
 	}
-	if st := a.Stats(); st.L2TooLarge != 1 {
-		t.Fatalf("L2TooLarge = %d, want 1", st.L2TooLarge)
+	if st := a.Stats(); st.L2.TooLarge != 1 {
+		t.Fatalf("L2TooLarge = %d, want 1", st.L2.TooLarge)
 	}
 	short, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	if v, err := b.GetOrLoad(short, "big", big); err != nil || len(v) != len(huge) {
 		t.Fatalf("other node: %d bytes, %v (it waited on a lease never to be filled?)", len(v), err)
 	}
-	if st := b.Stats(); st.LeasesAcquired != 1 || st.LeaseWaits != 0 {
-		t.Fatalf("other node took %d leases after %d waits; want the released lease at once", st.LeasesAcquired, st.LeaseWaits)
+	if st := b.Stats(); st.Leases.Acquired != 1 || st.Leases.Waits != 0 {
+		t.Fatalf("other node took %d leases after %d waits; want the released lease at once", st.Leases.Acquired, st.Leases.Waits)
 	}
 }
 
@@ -335,8 +335,8 @@ func TestDeleteBeforeLeaseDoesNotStrandIt(t *testing.T) {
 	if v, err := a.GetOrLoad(ctx, "k", constLoader("fresh")); err != nil || v != "fresh" {
 		t.Fatalf("GetOrLoad = %q, %v", v, err)
 	}
-	if st := a.Stats(); st.LeasesAcquired != 1 || st.StaleFillsDropped != 0 {
-		t.Fatalf("leases %d, stale fills dropped %d: the fill after the lease should land", st.LeasesAcquired, st.StaleFillsDropped)
+	if st := a.Stats(); st.Leases.Acquired != 1 || st.Loads.StaleFillsDropped != 0 {
+		t.Fatalf("leases %d, stale fills dropped %d: the fill after the lease should land", st.Leases.Acquired, st.Loads.StaleFillsDropped)
 	}
 	short, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()

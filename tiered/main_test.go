@@ -131,7 +131,7 @@ func (n *node) awaitEvent(t testing.TB, key string) {
 			}
 		case <-timeout:
 			st := n.Stats()
-			t.Fatalf("no stream event for the key within 30s; degraded %v, stream %+v", st.Degraded, st.Stream)
+			t.Fatalf("no stream event for the key within 30s; degraded %v, stream %+v", st.Stream.Degraded, st.Stream)
 		}
 	}
 }
@@ -184,4 +184,43 @@ func l2Table(t testing.TB, name string) *l2.Table {
 		t.Fatalf("l2.New: %v", err)
 	}
 	return tbl
+}
+
+// The one set of waiting helpers of this package's tests.
+
+// awaitCond polls cond until it holds or d passes, and reports whether it
+// held. Polling a state is the synchronisation where no event can be
+// awaited: the breaker and the stream consumer change state on their own
+// clocks.
+func awaitCond(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitFor is awaitCond that fails the test, naming what it waited for.
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !awaitCond(limit, cond) {
+		t.Fatalf("timed out after %v waiting for %s", limit, what)
+	}
+}
+
+// awaitRecv receives from ch, or fails the test after 30 s.
+func awaitRecv[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(30 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
 }

@@ -26,7 +26,6 @@ const (
 	DefaultMaxOutageLoads  = 64              // loader calls at once while L2 is unavailable
 	DefaultBreakerFailures = 5               // consecutive L2 failures that open the breaker
 	DefaultBreakerCooldown = 2 * time.Second // open -> half-open
-	DefaultRefreshAhead    = 0.0             // refresh-ahead off
 	DefaultMaxStale        = 1 * time.Hour   // StaleIfError serves nothing that expired longer ago
 
 	DefaultMaxPendingInvalidations = 10000           // failed invalidations kept for retry
@@ -52,7 +51,9 @@ type Options[V any] struct {
 	AWS *aws.Config
 	// DynamoDB is used as it is when set (no settings of ours applied).
 	DynamoDB *dynamodb.Client
-	// Streams is used as it is when set.
+	// Streams is used as it is when set; nil means
+	// invalidation.NewStreamsClient(AWS config): no SDK retries, as the
+	// consumer retries every call itself with its own backoff.
 	Streams *dynamodbstreams.Client
 
 	// Codec encodes values for L2. Nil: BytesCodec for []byte, StringCodec for
@@ -160,6 +161,13 @@ type Options[V any] struct {
 	// replace a key, with the record's approximate creation time. It runs on
 	// the consumer's goroutine: keep it short.
 	OnInvalidate func(key string, created time.Time)
+
+	// clock, when set (only by tests, through export_test.go), replaces the
+	// process's monotonic clock (internal/mono) for L1 (expiry), the hit
+	// path (trust), stamps and refresh-ahead, and the stream consumer (whose
+	// polls set the trust deadline the hit path compares with). Nil costs
+	// nothing: l1 reads internal/mono directly.
+	clock func() int64
 }
 
 func (o *Options[V]) setDefaults() error {

@@ -23,22 +23,6 @@ import (
 // down never fails a GetOrLoad whose loader works), writes reported when they
 // cannot reach DynamoDB, and automatic recovery.
 
-// awaitCond polls cond until it holds or d passes; it reports whether it held.
-// Polling a state is the synchronisation here: the breaker and the stream
-// consumer change state on their own clocks.
-func awaitCond(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func drain(ch chan string) {
 	for {
 		select {
@@ -204,7 +188,7 @@ func TestOutageKillDynamoDBLocal(t *testing.T) {
 	if f := load.getFails.Load(); f != 0 {
 		t.Fatalf("%d GetOrLoad failures before the outage: %v", f, load.problems)
 	}
-	opensBefore := []uint64{nodes[0].Stats().BreakerOpens, nodes[1].Stats().BreakerOpens}
+	opensBefore := []uint64{nodes[0].Stats().Breaker.Opens, nodes[1].Stats().Breaker.Opens}
 
 	// Kill DynamoDB Local (SIGKILL) and keep it down.
 	if err := srv.Stop(); err != nil {
@@ -219,7 +203,7 @@ func TestOutageKillDynamoDBLocal(t *testing.T) {
 	// Set both wholly inside it.
 	felt := func() bool {
 		for i, n := range nodes {
-			if n.Stats().BreakerOpens <= opensBefore[i] {
+			if n.Stats().Breaker.Opens <= opensBefore[i] {
 				return false
 			}
 		}
@@ -231,11 +215,11 @@ func TestOutageKillDynamoDBLocal(t *testing.T) {
 	}
 	for i, n := range nodes {
 		st := n.Stats()
-		if st.BreakerOpens <= opensBefore[i] {
+		if st.Breaker.Opens <= opensBefore[i] {
 			t.Errorf("node %d: breaker did not open during the outage: %+v", i, st)
 		}
 		t.Logf("node %d during outage: breaker %s, opens %d, L2 errors %d, loads %d, degraded %v",
-			i, st.BreakerState, st.BreakerOpens, st.L2Errors, st.Loads, st.Degraded)
+			i, st.Breaker.State, st.Breaker.Opens, st.L2.Errors, st.Loads.Calls, st.Stream.Degraded)
 	}
 	load.phase.Store(phaseBack)
 	resumeStart := time.Now()
@@ -249,7 +233,7 @@ func TestOutageKillDynamoDBLocal(t *testing.T) {
 
 	// The breakers close again on their own, under the running load.
 	for i, n := range nodes {
-		if !awaitCond(recoverLimit, func() bool { return n.Stats().BreakerState == "closed" }) {
+		if !awaitCond(recoverLimit, func() bool { return n.Stats().Breaker.State == "closed" }) {
 			t.Fatalf("node %d: breaker not closed %v after DynamoDB Local came back: %+v", i, recoverLimit, n.Stats())
 		}
 	}
@@ -291,13 +275,13 @@ func TestOutageKillDynamoDBLocal(t *testing.T) {
 	for i, n := range nodes {
 		if !awaitCond(recoverLimit, func() bool {
 			st := n.Stats()
-			return !st.Degraded && st.Stream != nil && st.Stream.Healthy
+			return st.Stream.Enabled && !st.Stream.Degraded
 		}) {
-			t.Fatalf("node %d: stream consumer not healthy %v after the outage: %+v", i, recoverLimit, *n.Stats().Stream)
+			t.Fatalf("node %d: stream consumer not healthy %v after the outage: %+v", i, recoverLimit, n.Stats().Stream)
 		}
 		st := n.Stats()
 		t.Logf("node %d after recovery: degraded episodes %d, flushes %d, stream changes %d, events buffered %d, stream errors %d, iterators renewed %d, quirks %d, last error %q",
-			i, st.DegradedEpisodes, st.Flushes, st.Stream.Changes, len(n.events), st.Stream.Errors, st.Stream.IteratorsRenewed, st.Stream.Quirks, st.Stream.LastError)
+			i, st.Stream.DegradedEpisodes, st.Stream.Flushes, st.Stream.Changes, len(n.events), st.Stream.Errors, st.Stream.IteratorsRenewed, st.Stream.Quirks, st.Stream.LastError)
 	}
 	// A write made after the outage on one node reaches the other through
 	// its stream. Each key is written once, by one node only, so its event
@@ -419,7 +403,7 @@ func TestThrottlingNeverFailsReads(t *testing.T) {
 	st := n.Stats()
 	t.Logf("throttled: %d GetOrLoads in %v (slowest %v), %d failures; loader calls %d, max concurrent %d (cap %d); breaker %s, opens %d; L2 calls %d, errors %d; faults injected %d",
 		keys*perKey, time.Since(start).Round(time.Millisecond), time.Duration(slowest.Load()).Round(time.Millisecond),
-		failures.Load(), st.Loads, top.Load(), maxOutage, st.BreakerState, st.BreakerOpens, st.L2Calls, st.L2Errors, inj.Injected())
+		failures.Load(), st.Loads.Calls, top.Load(), maxOutage, st.Breaker.State, st.Breaker.Opens, st.L2.Calls, st.L2.Errors, inj.Injected())
 	if failures.Load() != 0 {
 		t.Fatalf("%d of %d GetOrLoads failed under throttling with a working loader; first: %v", failures.Load(), keys*perKey, firstErr)
 	}
@@ -431,7 +415,7 @@ func TestThrottlingNeverFailsReads(t *testing.T) {
 	if m := top.Load(); m > maxOutage || m < 1 {
 		t.Errorf("max concurrent loader calls while throttled = %d, want 1..%d (MaxOutageLoads)", m, maxOutage)
 	}
-	if st.BreakerOpens == 0 {
+	if st.Breaker.Opens == 0 {
 		t.Errorf("breaker never opened under constant throttling: %+v", st)
 	}
 	if inj.Injected() == 0 {
@@ -446,9 +430,9 @@ func TestThrottlingNeverFailsReads(t *testing.T) {
 		{"Set", func() error { return n.Set(ctx, "k1", "written") }},
 		{"Delete", func() error { return n.Delete(ctx, "k2") }},
 	} {
-		openBefore := n.Stats().BreakerState == "open"
+		openBefore := n.Stats().Breaker.State == "open"
 		err := op.do()
-		openAfter := n.Stats().BreakerState == "open"
+		openAfter := n.Stats().Breaker.State == "open"
 		var l2err *tiered.L2Error
 		if !errors.Is(err, tiered.ErrL2Unavailable) || !errors.As(err, &l2err) || l2err.Op != op.name {
 			t.Errorf("%s while throttled = %v, want an *L2Error matching ErrL2Unavailable", op.name, err)
@@ -478,7 +462,7 @@ func TestThrottlingNeverFailsReads(t *testing.T) {
 		if v, err := n.GetOrLoad(ctx, key, keyLoader(loads)); err != nil || v != "v:"+key {
 			t.Fatalf("GetOrLoad while recovering = %q, %v", v, err)
 		}
-		return n.Stats().BreakerState == "closed"
+		return n.Stats().Breaker.State == "closed"
 	}) {
 		t.Fatalf("breaker not closed %v after throttling stopped: %+v", recoverFor, n.Stats())
 	}
@@ -555,18 +539,18 @@ func TestSlowDynamoDBBoundsLatency(t *testing.T) {
 	wg.Wait()
 	st := n.Stats()
 	t.Logf("slow DynamoDB (%v a call, deadline %v): %d GetOrLoads, slowest %v (bound %v), %d failed or too slow; breaker %s, opens %d",
-		slow, l2.DefaultCallTimeout, callers*perCall, slowest.Round(time.Millisecond), bound, failures.Load(), st.BreakerState, st.BreakerOpens)
+		slow, l2.DefaultCallTimeout, callers*perCall, slowest.Round(time.Millisecond), bound, failures.Load(), st.Breaker.State, st.Breaker.Opens)
 	if failures.Load() != 0 {
 		t.Fatalf("%d GetOrLoads failed or exceeded %v: %q", failures.Load(), bound, problems)
 	}
-	if st.BreakerOpens == 0 {
+	if st.Breaker.Opens == 0 {
 		t.Fatalf("breaker never opened although every call timed out: %+v", st)
 	}
 
 	// While the breaker is open a miss does not wait for DynamoDB at all.
 	var fast time.Duration
 	if !awaitCond(20*time.Second, func() bool {
-		if n.Stats().BreakerState != "open" {
+		if n.Stats().Breaker.State != "open" {
 			// Half-open: let the probe fail (it takes one call deadline).
 			_, _ = n.GetOrLoad(ctx, fmt.Sprintf("probe-%d", time.Now().UnixNano()), keyLoader(&loads))
 			return false
@@ -580,15 +564,15 @@ func TestSlowDynamoDBBoundsLatency(t *testing.T) {
 			t.Fatalf("GetOrLoad with the breaker open = %q, %v", v, err)
 		}
 		st := n.Stats()
-		if st.BreakerState != "open" || st.BreakerOpens != before.BreakerOpens {
+		if st.Breaker.State != "open" || st.Breaker.Opens != before.Breaker.Opens {
 			return false // it went half-open meanwhile: measure again
 		}
 		if got := dataCalls(inj) - reqs; got != 0 {
 			t.Fatalf("a miss with the breaker open sent %d DynamoDB requests", got)
 		}
-		if st.L2Calls != before.L2Calls || st.L2Errors != before.L2Errors {
+		if st.L2.Calls != before.L2.Calls || st.L2.Errors != before.L2.Errors {
 			t.Fatalf("a miss with the breaker open counted L2Calls +%d, L2Errors +%d; it made no DynamoDB request",
-				st.L2Calls-before.L2Calls, st.L2Errors-before.L2Errors)
+				st.L2.Calls-before.L2.Calls, st.L2.Errors-before.L2.Errors)
 		}
 		return true
 	}) {
@@ -608,7 +592,7 @@ func TestSlowDynamoDBBoundsLatency(t *testing.T) {
 		if _, err := n.GetOrLoad(ctx, fmt.Sprintf("heal-%d", i), keyLoader(&loads)); err != nil {
 			t.Fatalf("GetOrLoad while recovering: %v", err)
 		}
-		return n.Stats().BreakerState == "closed"
+		return n.Stats().Breaker.State == "closed"
 	}) {
 		t.Fatalf("breaker not closed after DynamoDB became fast again: %+v", n.Stats())
 	}
@@ -657,8 +641,8 @@ func TestLeaseFailureCapsLoads(t *testing.T) {
 	if loads.Load() != keys {
 		t.Fatalf("%d loads for %d keys", loads.Load(), keys)
 	}
-	if st := n.Stats(); st.BreakerState != "closed" {
-		t.Fatalf("breaker %s; the test needs it closed", st.BreakerState)
+	if st := n.Stats(); st.Breaker.State != "closed" {
+		t.Fatalf("breaker %s; the test needs it closed", st.Breaker.State)
 	}
 	if got := top.Load(); got > 1 {
 		t.Fatalf("%d loader calls ran at once without leases; MaxOutageLoads is 1", got)
@@ -687,8 +671,8 @@ func TestCallerDeadlinesDoNotOpenTheBreaker(t *testing.T) {
 			t.Fatalf("Set past the caller's deadline = %v", err)
 		}
 	}
-	if st := n.Stats(); st.BreakerOpens != 0 || st.BreakerState != "closed" {
-		t.Fatalf("breaker %s after %d opens: callers' deadlines were blamed on DynamoDB", st.BreakerState, st.BreakerOpens)
+	if st := n.Stats(); st.Breaker.Opens != 0 || st.Breaker.State != "closed" {
+		t.Fatalf("breaker %s after %d opens: callers' deadlines were blamed on DynamoDB", st.Breaker.State, st.Breaker.Opens)
 	}
 	inj.Reset()
 	inj.Add(ddbfault.Rule{Op: "UpdateItem", Latency: 2 * l2.DefaultCallTimeout}) // now DynamoDB itself is too slow
@@ -697,7 +681,7 @@ func TestCallerDeadlinesDoNotOpenTheBreaker(t *testing.T) {
 			t.Fatalf("Set against a hung DynamoDB = %v, want l2.ErrTimeout", err)
 		}
 	}
-	if st := n.Stats(); st.BreakerOpens != 1 {
-		t.Fatalf("BreakerOpens = %d after 3 timeouts, want 1", st.BreakerOpens)
+	if st := n.Stats(); st.Breaker.Opens != 1 {
+		t.Fatalf("BreakerOpens = %d after 3 timeouts, want 1", st.Breaker.Opens)
 	}
 }

@@ -54,12 +54,12 @@ import (
 // pending state.
 //
 // The set is bounded (MaxPendingInvalidations). A key that does not fit is
-// dropped, counted (Stats.PendingDropped) and logged; this node then does not
+// dropped, counted (Stats.Pending.Dropped) and logged; this node then does not
 // serve it from L2 either, until L2TTL has passed since the last drop: the
 // dropped keys are remembered in a fixed-size hashed bitmap (8 KiB), so a few
 // other keys (hash collisions) also bypass L2 meanwhile, which costs loads,
 // never correctness. Close retries what is pending for up to
-// PendingDrainTimeout, then gives up (Stats.PendingAbandoned, logged).
+// PendingDrainTimeout, then gives up (Stats.Pending.Abandoned, logged).
 
 const (
 	pendingBackoffBase = 50 * time.Millisecond

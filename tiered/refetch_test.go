@@ -72,7 +72,7 @@ func TestFlightOlderThanHalfTReadsAgain(t *testing.T) {
 	if v := <-got; v != "new" {
 		t.Fatalf("a flight held past T/2 returned %q, want the value written meanwhile", v)
 	}
-	if st := a.Stats(); st.Refetches != 1 {
-		t.Fatalf("Refetches = %d, want 1", st.Refetches)
+	if st := a.Stats(); st.Loads.Refetches != 1 {
+		t.Fatalf("Refetches = %d, want 1", st.Loads.Refetches)
 	}
 }

@@ -18,27 +18,35 @@ import (
 	"github.com/tieredcache/tieredcache/tiered"
 )
 
+// refreshSoftTTL is when refresh-ahead starts for a refreshNode's entries:
+// 5% of its 10 s L1 TTL, without jitter.
+const refreshSoftTTL = 500 * time.Millisecond
+
 // refreshNode has a 10 s L1 TTL whose refresh-ahead starts after 5% of it
-// (0.5 s), without jitter, so that "past the soft TTL" is a known instant,
-// and the entry stays in L1 for 9.5 s more: the hits a test makes after the
-// soft TTL find it even on a slow, loaded machine. Without
-// leases a load writes one stream record (the fill), not two (lease, fill),
-// so awaiting a key's event means its record has come back.
-func refreshNode(t *testing.T) *node {
-	return newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
+// (refreshSoftTTL), without jitter, on a test clock: a test moves its entries
+// past the soft TTL by advancing the clock (pastSoftTTL), not by sleeping,
+// and they stay in L1 for 9.5 s more of real time, however slow the machine.
+// Without leases a load writes one stream record (the fill), not two (lease,
+// fill), so awaiting a key's event means its record has come back.
+func refreshNode(t *testing.T) (*node, *tiered.TestClock) {
+	clock := &tiered.TestClock{}
+	n := newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
 		o.L1TTL = 10 * time.Second
 		o.RefreshAhead = 0.05
 		o.TTLJitter = -1
 		o.DisableLeases = true
+		tiered.SetTestClock(o, clock)
 	})
+	return n, clock
 }
 
-// pastSoftTTL waits out the soft TTL of entries stored now: a wall-clock
-// interval is what is being tested, not an event to await.
-func pastSoftTTL() { time.Sleep(600 * time.Millisecond) }
+// pastSoftTTL moves the entries stored so far past their soft TTL. The jump
+// is T/4 (the default T is 2 s), so the trust deadline the consumer set
+// before it (T/2 past its last poll) still holds the moment after.
+func pastSoftTTL(clock *tiered.TestClock) { clock.Advance(refreshSoftTTL) }
 
 func TestRefreshAheadServesAtOnceAndReloadsOnce(t *testing.T) {
-	n := refreshNode(t)
+	n, clock := refreshNode(t)
 	ctx := testContext(t)
 	var calls atomic.Int64
 	gate := make(chan struct{})
@@ -65,7 +73,7 @@ func TestRefreshAheadServesAtOnceAndReloadsOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pastSoftTTL()
+	pastSoftTTL(clock)
 
 	// Many hits past the soft TTL: each returns the current value at once,
 	// while exactly one reload runs (blocked on gate) in the background.
@@ -80,12 +88,12 @@ func TestRefreshAheadServesAtOnceAndReloadsOnce(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	await(t, reloading, "the refresh to call the loader")
+	awaitRecv(t, reloading, "the refresh to call the loader")
 	close(gate)
 	n.awaitValue(t, "hot", "hot3")
 	st := n.Stats()
-	if st.Refreshes != 1 || calls.Load() != 3 {
-		t.Fatalf("refreshes %d, loader calls %d; want exactly one refresh (3 calls)", st.Refreshes, calls.Load())
+	if st.Refresh.Started != 1 || calls.Load() != 3 {
+		t.Fatalf("refreshes %d, loader calls %d; want exactly one refresh (3 calls)", st.Refresh.Started, calls.Load())
 	}
 	// "idle" was not read past its soft TTL: never refreshed.
 	if v, err := n.Get(ctx, "idle"); err != nil || v != "idle2" {
@@ -94,7 +102,7 @@ func TestRefreshAheadServesAtOnceAndReloadsOnce(t *testing.T) {
 }
 
 func TestRefreshAheadFailureKeepsServing(t *testing.T) {
-	n := refreshNode(t)
+	n, clock := refreshNode(t)
 	ctx := testContext(t)
 	var calls atomic.Int64
 	failed := make(chan struct{})
@@ -112,12 +120,12 @@ func TestRefreshAheadFailureKeepsServing(t *testing.T) {
 	if _, err := n.GetOrLoad(ctx, "k", loader); err != nil {
 		t.Fatal(err)
 	}
-	pastSoftTTL()
+	pastSoftTTL(clock)
 	if v, err := n.GetOrLoad(ctx, "k", loader); err != nil || v != "v1" {
 		t.Fatalf("hit past soft TTL = %q, %v", v, err)
 	}
-	await(t, failed, "the refresh to call the loader")
-	waitFor(t, 10*time.Second, "the refresh error to be counted", func() bool { return n.Stats().RefreshErrors == 1 })
+	awaitRecv(t, failed, "the refresh to call the loader")
+	waitFor(t, 10*time.Second, "the refresh error to be counted", func() bool { return n.Stats().Refresh.Errors == 1 })
 	for i := 0; i < 10; i++ {
 		if v, err := n.GetOrLoad(ctx, "k", loader); err != nil || v != "v1" {
 			t.Fatalf("after a failed refresh = %q, %v; want v1 until its TTL", v, err)
@@ -161,8 +169,8 @@ func TestStaleIfError(t *testing.T) {
 	if v != "last" || !errors.Is(err, tiered.ErrStale) || !errors.Is(err, sourceDown) || !errors.As(err, &se) {
 		t.Fatalf("StaleIfError: GetOrLoad = %q, %v; want the last value with a *StaleError wrapping the loader's error", v, err)
 	}
-	if st := on.Stats(); st.StaleServed != 1 {
-		t.Fatalf("StaleServed = %d, want 1", st.StaleServed)
+	if st := on.Stats(); st.Loads.StaleServed != 1 {
+		t.Fatalf("StaleServed = %d, want 1", st.Loads.StaleServed)
 	}
 	// Nothing was cached: a working loader is called next time.
 	if v, err := on.GetOrLoad(ctx, "k", constLoader("fresh")); err != nil || v != "fresh" {
@@ -187,7 +195,7 @@ func TestStaleIfError(t *testing.T) {
 }
 
 func TestRefreshAheadThroughGetMany(t *testing.T) {
-	n := refreshNode(t)
+	n, clock := refreshNode(t)
 	ctx := testContext(t)
 	var mu sync.Mutex
 	var calls [][]string
@@ -213,11 +221,11 @@ func TestRefreshAheadThroughGetMany(t *testing.T) {
 	if m, err := n.GetMany(ctx, []string{"a", "b"}, loader); err != nil || m["a"] != "a@1" {
 		t.Fatalf("reread = %v, %v", m, err)
 	}
-	pastSoftTTL()
+	pastSoftTTL(clock)
 	if m, err := n.GetMany(ctx, []string{"a"}, loader); err != nil || m["a"] != "a@1" {
 		t.Fatalf("hit past the soft TTL = %v, %v; want a@1 at once", m, err)
 	}
-	await(t, refreshed, "the refresh to call the batch loader")
+	awaitRecv(t, refreshed, "the refresh to call the batch loader")
 	n.awaitValue(t, "a", "a@2")
 	mu.Lock()
 	defer mu.Unlock()
@@ -226,22 +234,12 @@ func TestRefreshAheadThroughGetMany(t *testing.T) {
 	}
 }
 
-// await waits for ch, failing the test after 30 s instead of hanging it.
-func await[T any](t *testing.T, ch <-chan T, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-	}
-}
-
 type tenantKey struct{}
 
 // TestRefreshAheadKeepsContextValues: the background reload runs on the
 // values of the context of the hit that started it, as a load on a miss does.
 func TestRefreshAheadKeepsContextValues(t *testing.T) {
-	n := refreshNode(t)
+	n, clock := refreshNode(t)
 	ctx := context.WithValue(testContext(t), tenantKey{}, "acme")
 	var calls atomic.Int64
 	loader := func(ctx context.Context, _ string) (string, error) {
@@ -258,12 +256,67 @@ func TestRefreshAheadKeepsContextValues(t *testing.T) {
 	if _, err := n.GetOrLoad(ctx, "k", loader); err != nil {
 		t.Fatal(err)
 	}
-	pastSoftTTL()
+	pastSoftTTL(clock)
 	if _, err := n.GetOrLoad(ctx, "k", loader); err != nil {
 		t.Fatal(err)
 	}
 	n.awaitValue(t, "k", "v2")
-	if st := n.Stats(); st.RefreshErrors != 0 {
-		t.Fatalf("%d refresh errors: the refresh lost the caller's context values", st.RefreshErrors)
+	if st := n.Stats(); st.Refresh.Errors != 0 {
+		t.Fatalf("%d refresh errors: the refresh lost the caller's context values", st.Refresh.Errors)
+	}
+}
+
+// TestTestClockDrivesL1ExpiryAndTrust: the test clock is the one the hit path
+// reads, for the entry's expiry (a jump past the L1 TTL makes the next Get
+// an L2 read) and for trust (a jump past T/2 makes old entries bypassed until
+// the consumer, on the same clock, polls again).
+func TestTestClockDrivesL1ExpiryAndTrust(t *testing.T) {
+	clock := &tiered.TestClock{}
+	n := newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
+		tiered.SetTestClock(o, clock)
+		o.L1TTL = 10 * time.Second
+		o.TTLJitter = -1
+		o.DisableInvalidation = true
+	})
+	ctx := testContext(t)
+	if v, err := n.GetOrLoad(ctx, "k", constLoader("v")); err != nil || v != "v" {
+		t.Fatalf("GetOrLoad = %q, %v", v, err)
+	}
+	reads := n.ops.get("GetItem")
+	if v, err := n.Get(ctx, "k"); err != nil || v != "v" || n.ops.get("GetItem") != reads {
+		t.Fatalf("Get = %q, %v with %d more GetItem; want an L1 hit", v, err, n.ops.get("GetItem")-reads)
+	}
+	clock.Advance(11 * time.Second)
+	if v, err := n.Get(ctx, "k"); err != nil || v != "v" || n.ops.get("GetItem") != reads+1 {
+		t.Fatalf("Get past the L1 TTL = %q, %v with %d more GetItem; want one L2 read", v, err, n.ops.get("GetItem")-reads)
+	}
+
+	s := newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
+		tiered.SetTestClock(o, clock)
+	})
+	if _, err := s.GetOrLoad(ctx, "k", constLoader("v")); err != nil {
+		t.Fatal(err)
+	}
+	// Its own fill comes back through the stream and evicts it: refill.
+	s.awaitEvent(t, "k")
+	if _, err := s.GetOrLoad(ctx, "k", constLoader("v")); err != nil {
+		t.Fatal(err)
+	}
+	// A jump past T/2: the trust the consumer granted before it has lapsed
+	// on the hit path's clock, so the entry (older than T/2 now) is not
+	// served from L1: bypassed while trust lapses, or flushed when the
+	// consumer's next poll sees the lapse. Either way, an L2 read.
+	st, reads := s.Stats(), s.ops.get("GetItem")
+	clock.Advance(2 * tiered.DefaultStalenessBound)
+	if v, err := s.Get(ctx, "k"); err != nil || v != "v" {
+		t.Fatalf("Get after the jump = %q, %v", v, err)
+	}
+	after := s.Stats()
+	if after.L1.Hits != st.L1.Hits || s.ops.get("GetItem") != reads+1 {
+		t.Fatalf("Get after a jump past T/2: L1 hits %d -> %d, GetItem +%d; want no L1 hit, one L2 read",
+			st.L1.Hits, after.L1.Hits, s.ops.get("GetItem")-reads)
+	}
+	if after.L1.Bypassed == st.L1.Bypassed && after.Stream.Flushes == st.Stream.Flushes {
+		t.Fatalf("neither a bypass nor a flush explains the miss: %+v", after.Stream)
 	}
 }

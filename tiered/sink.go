@@ -102,7 +102,6 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 // Flush drops every L1 entry: the consumer may have missed changes.
 func (s sink[V]) Flush(reason error) {
 	s.c.l1.Flush()
-	s.c.stats.flushes.Add(1)
 	s.c.o.Logger.Warn("tieredcache: L1 flushed: lost track of the stream", "reason", reason)
 }
 

@@ -4,40 +4,37 @@ import "github.com/tieredcache/tieredcache/tiered"
 
 // fillCacheStats copies what the demo shows from tiered.Stats.
 func fillCacheStats(s *nodeStats, st tiered.Stats) {
-	// Converted, so that any integer type l1 settles on fits.
-	s.L1Hits = uint64(st.L1.Hits)
-	s.L1Misses = uint64(st.L1.Misses)
-	s.L2Hits = st.L2Hits
-	s.L2Misses = st.L2Misses
-	s.L2Calls = st.L2Calls
-	s.L2Errors = st.L2Errors
-	s.Loads = st.Loads
-	s.LoadErrors = st.LoadErrors
-	s.LeasesAcquired = st.LeasesAcquired
-	s.LeaseWaits = st.LeaseWaits
-	s.LeaseTimeouts = st.LeaseTimeouts
-	s.StaleFillsDropped = st.StaleFillsDropped
-	s.Refreshes = st.Refreshes
-	s.RefreshErrors = st.RefreshErrors
-	s.Breaker = st.BreakerState
-	s.BreakerOpens = st.BreakerOpens
-	s.Invalidations = st.Invalidations + st.Replacements
-	s.Flushes = st.Flushes
-	s.Degraded = st.Degraded
-	s.DegradedEpisodes = st.DegradedEpisodes
-	s.LagLastMs = ms(st.LagLast)
-	s.LagMeanMs = ms(st.LagMean)
-	s.LagMaxMs = ms(st.LagMax)
+	s.L1Hits = st.L1.Hits
+	s.L1Misses = st.L1.Misses
+	s.L2Hits = st.L2.Hits
+	s.L2Misses = st.L2.Misses
+	s.L2Calls = st.L2.Calls
+	s.L2Errors = st.L2.Errors
+	s.Loads = st.Loads.Calls
+	s.LoadErrors = st.Loads.Errors
+	s.LeasesAcquired = st.Leases.Acquired
+	s.LeaseWaits = st.Leases.Waits
+	s.LeaseTimeouts = st.Leases.Timeouts
+	s.StaleFillsDropped = st.Loads.StaleFillsDropped
+	s.Refreshes = st.Refresh.Started
+	s.RefreshErrors = st.Refresh.Errors
+	s.Breaker = st.Breaker.State
+	s.BreakerOpens = st.Breaker.Opens
+	s.Invalidations = st.Stream.Invalidations + st.Stream.Replacements
+	s.Flushes = st.Stream.Flushes
+	s.Degraded = st.Stream.Degraded
+	s.DegradedEpisodes = st.Stream.DegradedEpisodes
+	s.LagLastMs = ms(st.Stream.RecordLag)
+	s.LagMeanMs = ms(st.Stream.RecordLagMean)
+	s.LagMaxMs = ms(st.Stream.RecordLagMax)
 	switch {
-	case st.Stream == nil:
+	case !st.Stream.Enabled:
 		s.Stream = "off"
-	case st.Stream.Healthy:
+	case !st.Stream.Degraded:
 		s.Stream = "healthy"
 	default:
 		s.Stream = "unhealthy"
 	}
-	if st.Stream != nil {
-		s.StreamErrors = uint64(max(st.Stream.Errors, 0))
-		s.StreamLagMs = ms(st.Stream.Lag)
-	}
+	s.StreamErrors = st.Stream.Errors
+	s.StreamLagMs = ms(st.Stream.Lag)
 }

@@ -26,7 +26,6 @@ type onlineChecker struct {
 	pending    []history.Read
 	uncertain  map[string]map[string]bool // key -> values ("" = a delete)
 	unverified int
-	samples    []string
 }
 
 const maxViolationSamples = 5

@@ -61,8 +61,8 @@ func StopShared() {
 }
 
 // Shared starts (once per process) and returns a server for tests and
-// benchmarks. When $TIEREDCACHE_DDB_ENDPOINT is set, that server is used
-// instead and never stopped by us.
+// benchmarks; StopShared (called by Main) stops it. It always starts its own
+// DynamoDB Local ($TIEREDCACHE_DDBLOCAL_DIR only says where it is installed).
 func Shared() (*Server, error) {
 	sharedOnce.Do(func() {
 		sharedMu.Lock()
