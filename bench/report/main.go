@@ -91,7 +91,7 @@ func run() error {
 		{"others.txt", rootAbs, []string{"TC_LAG_SAMPLES=" + lagFile},
 			[]string{"-run", "^$", "-bench", "^(BenchmarkL2Hit|BenchmarkColdStampede|BenchmarkInvalidationLag)$", "-benchmem", "-cpu", "2", "-benchtime", "1s", "-timeout", "10m", "./bench/"}, &r.Others},
 		{"peers.txt", filepath.Join(rootAbs, "bench", "peers"), []string{"TC_PEERS_ROUNDS=5"},
-			[]string{"-run", "^$", "-bench", "^BenchmarkPeers$", "-cpu", "1,2", "-benchtime", "300000x", "."}, &r.Peers},
+			[]string{"-run", "^$", "-bench", "^BenchmarkPeers$", "-cpu", "1,2", "-benchtime", "1000000x", "."}, &r.Peers},
 	}
 	for _, s := range steps {
 		raw := filepath.Join(rawDir, s.name)
@@ -130,7 +130,7 @@ func run() error {
 		ValueSizes: []int{1024, 10 * 1024},
 		Keys:       []int{2000, 1000},
 		Fractions:  []float64{0.03, 0.1, 0.25, 0.5, 1.2},
-		Requests:   3000,
+		Requests:   6000,
 		S:          1.1,
 	}
 	logf("read units: starting DynamoDB Local")

@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"math"
 	"path/filepath"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -48,13 +49,20 @@ func plotHitRatio(dir string, series []hitSeries, keys, valueSize int) error {
 				ticks = append(ticks, plot.Tick{Value: xys[j].X, Label: trimFloat(xys[j].X)})
 			}
 		}
-		if err := plotutil.AddLinePoints(p, fmt.Sprintf("Zipf s=%.2f", s.S), xys); err != nil {
+		l, sc, err := plotter.NewLinePoints(xys)
+		if err != nil {
 			return err
 		}
+		l.Color, l.Width = plotutil.Color(i), vg.Points(2)
+		sc.Color, sc.Shape, sc.Radius = plotutil.Color(i), plotutil.Shape(i), vg.Points(4)
+		p.Add(l, sc)
+		p.Legend.Add(fmt.Sprintf("Zipf s=%.2f", s.S), l, sc)
 	}
 	p.X.Tick.Marker = plot.ConstantTicks(ticks)
 	p.Y.Min, p.Y.Max = 0, 100
-	p.Legend.Left = true
+	p.Y.Tick.Marker = stepTicks(10)
+	p.Legend.Top = false
+	p.Legend.XOffs, p.Legend.YOffs = -vg.Points(10), vg.Points(10)
 	return p.Save(plotW, plotH, filepath.Join(dir, "hit-ratio.png"))
 }
 
@@ -88,9 +96,14 @@ func plotLagCDF(dir string, lags []float64, p50, p99 float64) error {
 		p.Add(v)
 		p.Legend.Add(fmt.Sprintf("%s = %.1f ms", q.name, q.v), v)
 	}
+	// The x axis stops at twice the p99 so that the body of the curve is
+	// readable; the caption gives the maximum.
 	p.Y.Min, p.Y.Max = 0, 1
-	p.X.Min = 0
-	p.Legend.Left = true
+	p.Y.Tick.Marker = stepTicks(0.1)
+	p.X.Min, p.X.Max = 0, math.Ceil(2*p99/10)*10
+	p.Legend.Top = false
+	p.Legend.XOffs, p.Legend.YOffs = -vg.Points(10), vg.Points(10)
+	p.Legend.Add(fmt.Sprintf("max = %.1f ms (axis cut at 2× p99)", lags[len(lags)-1]))
 	return p.Save(plotW, plotH, filepath.Join(dir, "lag-cdf.png"))
 }
 
@@ -115,9 +128,22 @@ func plotRatioBars(file, title, ylabel string, categories []string, groups []bar
 		bars.Offset = w * vg.Length(float64(i)-float64(len(groups)-1)/2)
 		p.Add(bars)
 		p.Legend.Add(g.Label, bars)
-		for _, v := range g.Values {
+		lbl := plotter.XYLabels{XYs: make(plotter.XYs, len(g.Values)), Labels: make([]string, len(g.Values))}
+		for j, v := range g.Values {
 			ymax = math.Max(ymax, v)
+			lbl.XYs[j] = plotter.XY{X: float64(j), Y: v}
+			lbl.Labels[j] = fmt.Sprintf("%.2f", v)
 		}
+		labels, err := plotter.NewLabels(lbl)
+		if err != nil {
+			return err
+		}
+		for k := range labels.TextStyle {
+			labels.TextStyle[k].XAlign = draw.XCenter
+			labels.TextStyle[k].Font.Size = vg.Points(9)
+		}
+		labels.Offset = vg.Point{X: bars.Offset, Y: vg.Points(3)}
+		p.Add(labels)
 	}
 	one, err := plotter.NewLine(plotter.XYs{{X: -0.5, Y: 1}, {X: float64(len(categories)) - 0.5, Y: 1}})
 	if err != nil {
@@ -128,7 +154,8 @@ func plotRatioBars(file, title, ylabel string, categories []string, groups []bar
 	p.Add(one)
 	p.Legend.Add("1.0 = same cost", one)
 	p.NominalX(categories...)
-	p.Y.Min, p.Y.Max = 0, ymax*1.25
+	p.Y.Min, p.Y.Max = 0, ymax*1.45
+	p.Y.Tick.Marker = stepTicks(niceStep(ymax * 1.45 / 8))
 	p.Legend.Left = true
 	return p.Save(plotW, plotH, file)
 }
@@ -155,7 +182,7 @@ func plotReadUnits(dir string, series []rcuSeries) error {
 		if !s.Measured {
 			how = "counted reads × units per read"
 		}
-		p.Legend.Add(fmt.Sprintf("%s B values (%s)", bytesLabel(s.ValueSize), how), sc)
+		p.Legend.Add(fmt.Sprintf("%s values (%s)", bytesLabel(s.ValueSize), how), sc)
 		upr := s.UnitsPerRead
 		f := plotter.NewFunction(func(h float64) float64 { return (1 - h/100) * 1000 * upr })
 		f.Color = plotutil.Color(i)
@@ -170,9 +197,32 @@ func plotReadUnits(dir string, series []rcuSeries) error {
 
 func bytesLabel(n int) string {
 	if n%1024 == 0 {
-		return fmt.Sprintf("%d Ki", n/1024)
+		return fmt.Sprintf("%d KiB", n/1024)
 	}
-	return fmt.Sprint(n)
+	return fmt.Sprintf("%d B", n)
+}
+
+// stepTicks labels the axis every step.
+type stepTicks float64
+
+func (s stepTicks) Ticks(lo, hi float64) []plot.Tick {
+	var ts []plot.Tick
+	for i := math.Ceil(lo / float64(s)); i*float64(s) <= hi+1e-9; i++ {
+		v := i * float64(s)
+		ts = append(ts, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'g', 6, 64)})
+	}
+	return ts
+}
+
+// niceStep rounds x up to 1, 2 or 5 times a power of ten.
+func niceStep(x float64) float64 {
+	p := math.Pow(10, math.Floor(math.Log10(x)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*p >= x {
+			return m * p
+		}
+	}
+	return 10 * p
 }
 
 func trimFloat(v float64) string {

@@ -75,8 +75,12 @@ func simulateHitRatio(cfg simConfig) ([]hitSeries, error) {
 
 // mib formats a byte count in MiB.
 func mib(n int64) string {
-	if n%(1<<20) == 0 {
+	switch m := float64(n) / (1 << 20); {
+	case n%(1<<20) == 0:
 		return fmt.Sprintf("%d MiB", n>>20)
+	case m >= 10:
+		return fmt.Sprintf("%.0f MiB", m)
+	default:
+		return fmt.Sprintf("%.2f MiB", m)
 	}
-	return fmt.Sprintf("%.2g MiB", float64(n)/(1<<20))
 }
