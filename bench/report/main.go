@@ -102,7 +102,14 @@ func run() error {
 				*s.dst, err = parseBench(string(b))
 			}
 		} else {
-			*s.dst, err = goTest(s.dir, raw, append(s.env, "GOFLAGS=-count=1"), s.args...)
+			// One retry: on a shared machine DynamoDB Local can time out a
+			// setup call; a second failure ends the report.
+			for attempt := range 2 {
+				if *s.dst, err = goTest(s.dir, raw, append(s.env, "GOFLAGS=-count=1"), s.args...); err == nil {
+					break
+				}
+				logf("attempt %d: %v", attempt+1, err)
+			}
 		}
 		if err != nil {
 			return err
