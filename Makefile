@@ -8,7 +8,7 @@ FUZZTIME  ?= 10s
 # staticcheck, pinned; fetched through the module proxy on first use.
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all deps test test-loaded demo bench fuzz vet fmt clean
+.PHONY: all deps test test-loaded demo bench bench-report redis-server fuzz vet fmt clean
 
 all: test
 
@@ -59,6 +59,21 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
 		done; \
 	done
+
+# redis-server for bench/peers (Redis client-side caching), from Debian's
+# package when missing. Only the binary is wanted: the benchmark starts it on
+# a free loopback port and stops it, so the service apt may enable is
+# disabled and stopped again (a no-op without systemd).
+redis-server:
+	@command -v redis-server >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server && \
+		{ systemctl disable --now redis-server 2>/dev/null || true; })
+
+# The benchmark report: runs the benchmarks (bench/, bench/peers/), a hit-ratio
+# simulation and a read-unit measurement, and writes bench/report/ (PNG plots,
+# README.md, raw outputs) and the table in README.md between the bench:begin
+# and bench:end markers. About 5-10 minutes on 2 cores.
+bench-report: deps redis-server
+	cd bench/report && $(GO) run .
 
 clean:
 	rm -rf .cache bin

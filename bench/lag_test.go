@@ -54,6 +54,7 @@ type evictEvent struct {
 //	                        returned (counted as lag 0)
 //	poll-ms                 the PollInterval in force
 //
+// With TC_LAG_SAMPLES=file, every lag (ms, sorted) is written to file.
 // ns/op is suppressed: a write's cost is not what this measures; B/op and
 // allocs/op, printed under -benchmem, are the whole run's (b.N is 1).
 func BenchmarkInvalidationLag(b *testing.B) {
@@ -170,6 +171,7 @@ func BenchmarkInvalidationLag(b *testing.B) {
 		}
 	}
 	slices.Sort(lags)
+	dumpLagSamples(b, lags)
 	var sum time.Duration
 	for _, d := range lags {
 		sum += d

@@ -31,6 +31,7 @@ func TestMain(m *testing.M) { dynamolocal.Main(m) }
 //	TC_LAG_WRITES     writes measured by BenchmarkInvalidationLag (default 1000)
 //	TC_LAG_LANES      concurrent writer lanes in BenchmarkInvalidationLag (default 4)
 //	TC_LAG_BUDGET     time bound of BenchmarkInvalidationLag (default 2m)
+//	TC_LAG_SAMPLES    file BenchmarkInvalidationLag writes its lags to (ms, one a line)
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
