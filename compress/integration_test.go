@@ -69,7 +69,9 @@ func TestEnablingCompressionOnAFilledTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newCache(t, table, codec)
-	noLoad := func(context.Context, string) (Page, error) { return Page{}, errors.New("loader must not run: L2 has the key") }
+	noLoad := func(context.Context, string) (Page, error) {
+		return Page{}, errors.New("loader must not run: L2 has the key")
+	}
 	got, err := c.GetOrLoad(ctx, "legacy", noLoad)
 	if err != nil || !reflect.DeepEqual(got, legacy) {
 		t.Fatalf("legacy value through the compressing codec: %v", err)
