@@ -23,7 +23,7 @@ func readUnits(n int) float64 { return float64((n + itemOverhead + 4095) / 4096)
 // 1 KB.
 func writeUnits(n int) float64 { return float64((n + itemOverhead + 1023) / 1024) }
 
-var sizes = []int{1 << 10, 10 << 10, 100 << 10}
+var sizes = []int{1 << 10, 2 << 10, 10 << 10, 100 << 10} // 2 KB: the README's worked example
 
 type alg struct {
 	name string
