@@ -53,17 +53,25 @@ func newReplica(t *testing.T, dbPath, table string) *replica {
 	return r
 }
 
-func (r *replica) awaitEvent(t *testing.T, key string) {
+// awaitServed reads path on r until ok accepts the answer, waiting for one
+// stream invalidation of key between reads: an event may be an older write's
+// record (a fill's), so one event alone proves nothing.
+func (r *replica) awaitServed(t *testing.T, key, path string, ok func(code int, p catalog.Product) bool) {
 	t.Helper()
 	timeout := time.After(30 * time.Second)
 	for {
-		select {
-		case k := <-r.events:
-			if k == key {
-				return
+		var p catalog.Product
+		code := do(t, http.MethodGet, r.url+path, nil, &p)
+		if ok(code, p) {
+			return
+		}
+		for waiting := true; waiting; {
+			select {
+			case k := <-r.events:
+				waiting = k != key
+			case <-timeout:
+				t.Fatalf("GET %s still answers %d %+v 30s after the write", path, code, p)
 			}
-		case <-timeout:
-			t.Fatalf("no stream invalidation of %q within 30s", key)
 		}
 	}
 }
@@ -118,8 +126,11 @@ func TestTwoReplicas(t *testing.T) {
 		t.Fatalf("GET on a: %d %+v", code, p)
 	}
 	do(t, http.MethodGet, a.url+"/products/1", nil, &p)
-	if s := stats(t, a); s.Loads != 1 || s.L1Hits != 1 {
-		t.Fatalf("a after a miss and a hit: %+v, want 1 load, 1 L1 hit", s)
+	// The second read is served by a cache tier: L1, or L2 when the fill's
+	// own stream record (KEYS_ONLY) or Ristretto's asynchronous admission
+	// kept it out of L1.
+	if s := stats(t, a); s.Loads != 1 || s.L1Hits+s.L2Hits != 1 {
+		t.Fatalf("a after two reads: %+v, want 1 load and 1 cache hit", s)
 	}
 	if code := do(t, http.MethodGet, b.url+"/products/1", nil, &p); code != http.StatusOK || p.Name != "product 1" {
 		t.Fatalf("GET on b: %d %+v", code, p)
@@ -143,18 +154,14 @@ func TestTwoReplicas(t *testing.T) {
 	if code := do(t, http.MethodPut, a.url+"/products/1", catalog.Product{Name: "renamed", PriceCents: 4200, Stock: 1}, &p); code != http.StatusOK {
 		t.Fatalf("PUT: %d", code)
 	}
-	b.awaitEvent(t, "1")
-	if do(t, http.MethodGet, b.url+"/products/1", nil, &p); p.Name != "renamed" || p.PriceCents != 4200 {
-		t.Fatalf("b after a's write: %+v", p)
-	}
+	b.awaitServed(t, "1", "/products/1", func(code int, p catalog.Product) bool {
+		return code == http.StatusOK && p.Name == "renamed" && p.PriceCents == 4200
+	})
 
 	if code := do(t, http.MethodDelete, b.url+"/products/3", nil, nil); code != http.StatusNoContent {
 		t.Fatalf("DELETE: %d", code)
 	}
-	a.awaitEvent(t, "3")
-	if code := do(t, http.MethodGet, a.url+"/products/3", nil, nil); code != http.StatusNotFound {
-		t.Fatalf("a after b's delete: %d, want 404", code)
-	}
+	a.awaitServed(t, "3", "/products/3", func(code int, _ catalog.Product) bool { return code == http.StatusNotFound })
 
 	for _, path := range []string{"/products/abc", "/products?ids=", "/products?ids=1,x"} {
 		if code := do(t, http.MethodGet, a.url+path, nil, nil); code != http.StatusBadRequest {
