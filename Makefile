@@ -8,18 +8,25 @@ FUZZTIME  ?= 10s
 # staticcheck, pinned; fetched through the module proxy on first use.
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all deps test test-loaded demo bench bench-report redis-server fuzz vet fmt clean
+# Nested modules (own go.mod, so their dependencies stay out of the core
+# module): templates and IAM proofs, the example service, the compression
+# codec, the benchmark report tool (bench/peers has benchmarks only).
+NESTED    ?= deploy examples compress bench/report
+
+.PHONY: all deps test test-loaded demo example bench bench-compress bench-report redis-server fuzz vet fmt clean
 
 all: test
 
 deps:
 	$(GO) mod download
+	for m in $(NESTED); do (cd $$m && $(GO) mod download) || exit 1; done
 	$(GO) run ./internal/cmd/ddblocal install
 
 # Suppress a staticcheck finding only with `//lint:ignore Check reason`.
 vet:
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	for m in $(NESTED); do (cd $$m && $(GO) vet ./...) || exit 1; done
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 
 # The whole suite with the race detector, then the stale-set race tests 100
@@ -27,6 +34,7 @@ vet:
 test: deps vet
 	$(GO) test -race -count=1 -timeout 30m ./...
 	$(GO) test -race -count=100 -timeout 10m -run 'TestStaleSetRaceLeavesNoStaleEntry|TestFillRacingDeleteNeverResurrects|TestFillFencedInL1WhenL2CannotTell|TestFillRacingSetServesTheNewerValue' ./tiered/
+	for m in $(NESTED); do (cd $$m && $(GO) test -race -count=1 -timeout 15m ./...) || exit 1; done
 
 # `make test` while two CPU-burning processes run beside it: the suite must not
 # depend on how much work fits in a fixed time. The burners are killed however
@@ -45,6 +53,12 @@ test-loaded:
 
 demo: deps
 	$(GO) run ./cmd/demo $(DEMO_ARGS)
+
+# The example service: DynamoDB Local, two replicas sharing one SQLite file
+# and one table, a load generator; prints the hit ratio and a write on one
+# replica seen by the other.
+example: deps
+	cd examples && $(GO) run ./catalog/cmd/catalog demo $(EXAMPLE_ARGS)
 
 bench: deps
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./bench/...
@@ -74,6 +88,10 @@ redis-server:
 # and bench:end markers. About 5-10 minutes on 2 cores.
 bench-report: deps redis-server
 	cd bench/report && $(GO) run .
+
+# Read and write units saved by the compression codec, and its ns per miss.
+bench-compress: deps
+	cd compress && $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
 clean:
 	rm -rf .cache bin
