@@ -17,6 +17,8 @@
 //	                 growing; it expires after Options.TombstoneTTL. Reads treat it as absent.
 //	lease      S     the owner of a fill lease (see AcquireLease)
 //	lexp       N     the lease's expiry, epoch milliseconds
+//	w          S     the writer mark: Options.Writer of the handle that stored the
+//	                 entry (absent when it had none); a mark of another type is ignored
 //	cf         N     reserved for codec/format flags; never written today
 //
 // An item is "vacant" when it does not exist, is a tombstone, has expired, or
