@@ -180,7 +180,13 @@ func TestDemoOutage(t *testing.T) {
 	checkEndedOnWork(t, s)
 	checkRun(t, s, 2, true)
 	if s.Summary.ReadErrors != 0 {
-		t.Errorf("%d reads failed while only DynamoDB was down", s.Summary.ReadErrors)
+		var first []string
+		for _, n := range s.Nodes {
+			if n.Stats != nil && n.Stats.FirstReadErr != "" {
+				first = append(first, n.Name+": "+n.Stats.FirstReadErr)
+			}
+		}
+		t.Errorf("%d reads failed while only DynamoDB was down; first per node: %q", s.Summary.ReadErrors, first)
 	}
 	if s.Summary.BreakerOpens == 0 || s.Summary.L2Unavailable == 0 {
 		t.Errorf("breaker opened %d times, %d writes refused: the outage was not felt",

@@ -25,7 +25,10 @@ import (
 )
 
 const (
-	opTimeout      = 5 * time.Second  // bound on one request of the workload
+	// opTimeout bounds one request of the workload: above the cache's own
+	// LoadTimeout (10 s), so a read that fails is the cache's failure (an
+	// ErrLoadTimeout among them), never the workload giving up first.
+	opTimeout      = 15 * time.Second
 	checkDelay     = 3 * time.Second  // how long a read waits before it is judged
 	finishTimeout  = 20 * time.Second // how long a drained node waits for the parent's finish
 	setupTimeout   = 60 * time.Second // building the cache (table check, stream consumer start)
@@ -48,6 +51,7 @@ type node struct {
 	seq      atomic.Uint64
 
 	reads, notFound, readErrors, sets, deletes, writeErrors atomic.Uint64
+	firstReadErr                                            atomic.Pointer[string] // for the summary: what failed
 	l2Unavailable                                           atomic.Uint64
 }
 
@@ -265,7 +269,10 @@ func (n *node) read(key string) {
 	case errors.Is(err, tiered.ErrNotFound):
 		n.notFound.Add(1)
 	default:
-		n.readErrors.Add(1)
+		if n.readErrors.Add(1) == 1 {
+			msg := err.Error()
+			n.firstReadErr.Store(&msg)
+		}
 		return
 	}
 	n.check.addRead(history.Read{Node: n.cfg.Node, Key: key, Value: v, Found: found, Start: start, End: end})
@@ -314,6 +321,7 @@ func (n *node) stats(final bool) *nodeStats {
 		Reads:         n.reads.Load(),
 		NotFound:      n.notFound.Load(),
 		ReadErrors:    n.readErrors.Load(),
+		FirstReadErr:  loadString(&n.firstReadErr),
 		Sets:          n.sets.Load(),
 		Deletes:       n.deletes.Load(),
 		WriteErrors:   n.writeErrors.Load(),
@@ -359,4 +367,11 @@ func sourceConfig(cfg aws.Config, endpoint string) aws.Config {
 		cfg.BaseEndpoint = aws.String(endpoint)
 	}
 	return cfg
+}
+
+func loadString(p *atomic.Pointer[string]) string {
+	if s := p.Load(); s != nil {
+		return *s
+	}
+	return ""
 }

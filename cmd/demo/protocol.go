@@ -56,13 +56,15 @@ type nodeStats struct {
 	Elapsed float64 `json:"elapsed"` // seconds since the workload started
 
 	// The workload's own counts.
-	Reads       uint64 `json:"reads"`
-	NotFound    uint64 `json:"not_found"` // reads answered "not found" (deleted keys)
-	ReadErrors  uint64 `json:"read_errors"`
-	Sets        uint64 `json:"sets"`
-	Deletes     uint64 `json:"deletes"`
-	WriteErrors uint64 `json:"write_errors"`
-	SourceReads uint64 `json:"source_reads"` // loader calls that reached the source of truth
+	Reads      uint64 `json:"reads"`
+	NotFound   uint64 `json:"not_found"` // reads answered "not found" (deleted keys)
+	ReadErrors uint64 `json:"read_errors"`
+	// FirstReadErr is the text of this node's first failed read ("" if none).
+	FirstReadErr string `json:"first_read_err,omitempty"`
+	Sets         uint64 `json:"sets"`
+	Deletes      uint64 `json:"deletes"`
+	WriteErrors  uint64 `json:"write_errors"`
+	SourceReads  uint64 `json:"source_reads"` // loader calls that reached the source of truth
 
 	// From tiered.Stats.
 	L1Hits            uint64  `json:"l1_hits"`
