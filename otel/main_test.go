@@ -14,9 +14,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"go.uber.org/goleak"
 
+	"github.com/tieredcache/tieredcache/l2"
 	tieredotel "github.com/tieredcache/tieredcache/otel"
 	"github.com/tieredcache/tieredcache/otel/internal/ddbserve"
-	"github.com/tieredcache/tieredcache/l2"
 	"github.com/tieredcache/tieredcache/tiered"
 )
 

@@ -100,7 +100,7 @@ var exported = map[string]string{
 	"L2.TooLarge": "tieredcache.l2.too_large", "L2.Calls": "tieredcache.dynamodb.calls", "L2.Errors": "tieredcache.dynamodb.errors",
 	"L2.Throttles": "tieredcache.dynamodb.throttles", "L2.UnprocessedRetries": "tieredcache.l2.unprocessed_retries",
 	"L2.ConditionFailures": "tieredcache.l2.condition_failures", "L2.Repairs": "tieredcache.l2.repairs",
-	"L2.ByOp": "tieredcache.dynamodb.calls",
+	"L2.ByOp":     "tieredcache.dynamodb.calls",
 	"Loads.Calls": "tieredcache.loads", "Loads.Errors": "tieredcache.load.errors", "Loads.Panics": "tieredcache.load.panics",
 	"Loads.Batches": "tieredcache.load.batches", "Loads.BatchKeys": "tieredcache.load.batch_keys", "Loads.Joined": "tieredcache.load.joined",
 	"Loads.StaleFillsDropped": "tieredcache.load.stale_fills_dropped", "Loads.StaleServed": "tieredcache.load.stale_served",
