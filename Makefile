@@ -8,24 +8,27 @@ FUZZTIME  ?= 10s
 # staticcheck, pinned; fetched through the module proxy on first use.
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all deps test test-loaded demo bench fuzz vet fmt clean
+.PHONY: all deps test test-loaded demo demo-metrics bench fuzz vet fmt clean
 
 all: test
 
 deps:
 	$(GO) mod download
+	cd otel && $(GO) mod download
 	$(GO) run ./internal/cmd/ddblocal install
 
 # Suppress a staticcheck finding only with `//lint:ignore Check reason`.
 vet:
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	cd otel && $(GO) vet ./... && $(STATICCHECK) ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 
 # The whole suite with the race detector, then the stale-set race tests 100
 # times in a row: they are ordered by hooks, so every run must pass.
 test: deps vet
 	$(GO) test -race -count=1 -timeout 30m ./...
+	cd otel && $(GO) test -race -count=1 -timeout 10m ./...
 	$(GO) test -race -count=100 -timeout 10m -run 'TestStaleSetRaceLeavesNoStaleEntry|TestFillRacingDeleteNeverResurrects|TestFillFencedInL1WhenL2CannotTell|TestFillRacingSetServesTheNewerValue' ./tiered/
 
 # `make test` while two CPU-burning processes run beside it: the suite must not
@@ -45,6 +48,11 @@ test-loaded:
 
 demo: deps
 	$(GO) run ./cmd/demo $(DEMO_ARGS)
+
+# Nodes serving Prometheus text on /metrics through OpenTelemetry (module
+# otel/, so that the core module does not depend on OpenTelemetry).
+demo-metrics: deps
+	cd otel && $(GO) run ./examples/prometheus $(DEMO_ARGS)
 
 bench: deps
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./bench/...

@@ -138,11 +138,11 @@ func instruments() []inst {
 			with(u(func(s *tiered.Stats) uint64 { return s.Pending.Abandoned }), attribute.String("event", "abandoned")),
 		}},
 		// Breaker.
-		{gauge, "tieredcache.breaker.state", "1", "1 for the breaker's current state (closed, half-open, open), 0 for the others.", false, breaker},
+		{gauge, "tieredcache.breaker.state", "{state}", "1 for the breaker's current state (closed, half-open, open), 0 for the others.", false, breaker},
 		{counter, "tieredcache.breaker.opens", "{event}", "Times the breaker opened.", false, []series{u(func(s *tiered.Stats) uint64 { return s.Breaker.Opens })}},
 		// Stream consumer: only with one.
-		{gauge, "tieredcache.stream.degraded", "1", "1 while trust in L1 does not hold (only entries younger than T/2 are served).", true, []series{b(func(s *tiered.Stats) bool { return s.Stream.Degraded })}},
-		{gauge, "tieredcache.stream.trusted", "1", "1 while trust was granted and not withdrawn (it may still have lapsed: see stream.degraded).", true, []series{b(func(s *tiered.Stats) bool { return s.Stream.Trusted })}},
+		{gauge, "tieredcache.stream.degraded", "{state}", "1 while trust in L1 does not hold (only entries younger than T/2 are served).", true, []series{b(func(s *tiered.Stats) bool { return s.Stream.Degraded })}},
+		{gauge, "tieredcache.stream.trusted", "{state}", "1 while trust was granted and not withdrawn (it may still have lapsed: see stream.degraded).", true, []series{b(func(s *tiered.Stats) bool { return s.Stream.Trusted })}},
 		{counter, "tieredcache.stream.degraded_episodes", "{episode}", "Times trust in L1 was withdrawn.", true, []series{u(func(s *tiered.Stats) uint64 { return s.Stream.DegradedEpisodes })}},
 		{seconds, "tieredcache.stream.lag", "s", "Largest time since a followed shard was last drained: every older change has been applied.", true, []series{{float: func(s *tiered.Stats) float64 { return s.Stream.Lag.Seconds() }}}},
 		{seconds, "tieredcache.stream.record_lag", "s", "Age of stream records when applied (coarse: creation times are rounded): the last, the largest, the mean.", true, []series{
