@@ -69,8 +69,8 @@ func testContext(t testing.TB) context.Context {
 	return ctx
 }
 
-// newCache opens a Cache on a fresh table whose DynamoDB client is
-// instrumented with opts and carries the extra client options.
+// newCache opens a Cache on a fresh table whose DynamoDB client carries the
+// extra client options and, when opts is not nil, InstrumentDynamoDB(opts).
 func newCache(t testing.TB, tweak func(*tiered.Options[string]), opts []tieredotel.Option, clientOpts ...func(*dynamodb.Options)) *tiered.Cache[string] {
 	t.Helper()
 	cfg := awsConfig(t)
@@ -78,9 +78,12 @@ func newCache(t testing.TB, tweak func(*tiered.Options[string]), opts []tieredot
 		Table:       tableName(t),
 		CreateTable: true,
 		AWS:         &cfg,
-		DynamoDB:    l2.NewClient(cfg, append([]func(*dynamodb.Options){tieredotel.InstrumentDynamoDB(opts...)}, clientOpts...)...),
 		CallTimeout: 5 * time.Second, // DynamoDB Local on a busy machine
 	}
+	if opts != nil {
+		clientOpts = append(clientOpts, tieredotel.InstrumentDynamoDB(opts...))
+	}
+	o.DynamoDB = l2.NewClient(cfg, clientOpts...)
 	if tweak != nil {
 		tweak(&o)
 	}
