@@ -10,10 +10,11 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # Nested modules (own go.mod, so their dependencies stay out of the core
 # module): templates and IAM proofs, the example service, the compression
-# codec, the benchmark report tool (bench/peers has benchmarks only).
-NESTED    ?= deploy examples compress bench/report
+# codec, the benchmark report tool (bench/peers has benchmarks only), and
+# OpenTelemetry.
+NESTED    ?= deploy examples compress bench/report otel
 
-.PHONY: all deps test test-loaded demo example bench bench-compress bench-report redis-server fuzz vet fmt clean
+.PHONY: all deps test test-loaded demo demo-metrics example bench bench-compress bench-report redis-server fuzz vet fmt clean
 
 all: test
 
@@ -26,7 +27,7 @@ deps:
 vet:
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
-	for m in $(NESTED); do (cd $$m && $(GO) vet ./...) || exit 1; done
+	for m in $(NESTED); do (cd $$m && $(GO) vet ./... && $(STATICCHECK) ./...) || exit 1; done
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 
 # The whole suite with the race detector, then the stale-set race tests 100
@@ -59,6 +60,11 @@ demo: deps
 # replica seen by the other.
 example: deps
 	cd examples && $(GO) run ./catalog/cmd/catalog demo $(EXAMPLE_ARGS)
+
+# Nodes serving Prometheus text on /metrics through OpenTelemetry (module
+# otel/, so that the core module does not depend on OpenTelemetry).
+demo-metrics: deps
+	cd otel && $(GO) run ./examples/prometheus $(DEMO_ARGS)
 
 bench: deps
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./bench/...

@@ -20,10 +20,43 @@ type Stats struct {
 	UnprocessedRetries int64 // BatchGetItem calls made only to retry UnprocessedKeys
 	ConditionFailures  int64 // conditional writes (Fill, leases) that did not land, and writes that met a corrupt item
 	Repairs            int64 // corrupt or foreign items that a write replaced
+	// ByOp splits Calls, Errors and Throttles by DynamoDB API operation
+	// (GetItem, BatchGetItem, UpdateItem, and any other operation once the
+	// data path has called it): the sums over ByOp are Calls, Errors and
+	// Throttles. A fresh map on each call of Stats.
+	ByOp map[string]OpStats
 }
+
+// OpStats counts the calls of one DynamoDB API operation.
+type OpStats struct {
+	Calls, Errors, Throttles int64
+}
+
+// apiOps are the DynamoDB operations ByOp can name. The first three are the
+// ones the data path calls today, always reported (zeros included) so that a
+// dashboard has their series from the start.
+var apiOps = [...]string{"GetItem", "BatchGetItem", "UpdateItem",
+	"PutItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems", "TransactGetItems", "Query", "Scan"}
+
+const alwaysReported = 3
+
+// apiOp is the index in apiOps of the operation behind record's op: op
+// itself when it is an API name, else UpdateItem (the logical names, such
+// as Fill or AcquireLease, that update passes).
+func apiOp(op string) int {
+	for i, name := range apiOps {
+		if name == op {
+			return i
+		}
+	}
+	return 2
+}
+
+type opCounters struct{ calls, errors, throttles atomic.Int64 }
 
 type stats struct {
 	calls, errors, throttles, corrupt, unprocessed, condFailed, repairs atomic.Int64
+	ops                                                                 [len(apiOps)]opCounters
 }
 
 // Stats returns a snapshot of the counters.
@@ -37,15 +70,31 @@ func (t *Table) Stats() Stats {
 		UnprocessedRetries: s.unprocessed.Load(),
 		ConditionFailures:  s.condFailed.Load(),
 		Repairs:            s.repairs.Load(),
+		ByOp:               s.byOp(),
 	}
+}
+
+func (s *stats) byOp() map[string]OpStats {
+	m := make(map[string]OpStats, alwaysReported)
+	for i := range s.ops {
+		o := OpStats{Calls: s.ops[i].calls.Load(), Errors: s.ops[i].errors.Load(), Throttles: s.ops[i].throttles.Load()}
+		if i < alwaysReported || o.Calls > 0 {
+			m[apiOps[i]] = o
+		}
+	}
+	return m
 }
 
 // record counts one call's outcome and returns its error, wrapped for op.
 // Condition failures are answers, not errors: the caller handles them. A
 // call that ran out of Options.CallTimeout (cctx's own deadline, not the
-// caller's) is marked with ErrTimeout.
+// caller's) is marked with ErrTimeout. op is the DynamoDB API operation's
+// name, or a logical name (Fill, AcquireLease...) for an UpdateItem call:
+// Stats.ByOp counts it under the API operation (see apiOp).
 func (t *Table) record(cctx context.Context, op string, err error) error {
+	oc := &t.stats.ops[apiOp(op)]
 	t.stats.calls.Add(1)
+	oc.calls.Add(1)
 	if err == nil {
 		return nil
 	}
@@ -54,8 +103,10 @@ func (t *Table) record(cctx context.Context, op string, err error) error {
 		return err
 	}
 	t.stats.errors.Add(1)
+	oc.errors.Add(1)
 	if isThrottle(err) {
 		t.stats.throttles.Add(1)
+		oc.throttles.Add(1)
 	}
 	if cctx.Err() != nil && context.Cause(cctx) == errCallTimeout {
 		// Ours, not the caller's: the SDK's error (a context.Canceled when

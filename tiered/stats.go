@@ -82,6 +82,15 @@ type L2Stats struct {
 	ConditionFailures uint64
 	// Repairs counts corrupt or foreign items a write replaced.
 	Repairs uint64
+	// ByOp splits Calls, Errors and Throttles by DynamoDB API operation:
+	// always GetItem, BatchGetItem and UpdateItem, and any other operation
+	// once called. The sums over ByOp are Calls, Errors and Throttles.
+	ByOp map[string]L2OpStats
+}
+
+// L2OpStats counts the data-path calls of one DynamoDB API operation.
+type L2OpStats struct {
+	Calls, Errors, Throttles uint64
 }
 
 // LoadStats describes loader calls.
@@ -253,6 +262,7 @@ func (c *Cache[V]) Stats() Stats {
 			TooLarge: s.l2TooLarge.Load(), Calls: u64(l2s.Calls), Errors: u64(l2s.Errors),
 			Throttles: u64(l2s.Throttles), UnprocessedRetries: u64(l2s.UnprocessedRetries),
 			ConditionFailures: u64(l2s.ConditionFailures), Repairs: u64(l2s.Repairs),
+			ByOp: make(map[string]L2OpStats, len(l2s.ByOp)),
 		},
 		Loads: LoadStats{
 			Calls: s.loads.Load(), Errors: s.loadErrors.Load(), Panics: s.loadPanics.Load(),
@@ -278,6 +288,9 @@ func (c *Cache[V]) Stats() Stats {
 			Abandoned:  c.pend.abandoned.Load(),
 		},
 		Breaker: BreakerStats{State: c.breaker.State().String(), Opens: s.breakerOpens.Load()},
+	}
+	for op, o := range l2s.ByOp {
+		st.L2.ByOp[op] = L2OpStats{Calls: u64(o.Calls), Errors: u64(o.Errors), Throttles: u64(o.Throttles)}
 	}
 	// A bypassed entry was found by L1 but not served: for the reader, a miss.
 	byp := min(st.L1.Bypassed, st.L1.Hits)

@@ -158,7 +158,7 @@ func measureReadUnits(ctx context.Context, awsCfg aws.Config, cfg rcuConfig) ([]
 			r0, u0 := ru.snapshot()
 			if err := get(cfg.Requests); err != nil {
 				_ = c.Close()
-				return nil, fmt.Errorf("Get: %w", err)
+				return nil, fmt.Errorf("measured Gets: %w", err)
 			}
 			h1, m1 := l1Counts(c)
 			r1, u1 := ru.snapshot()
