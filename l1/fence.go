@@ -86,6 +86,18 @@ func (c *Cache[V]) BeginFill(key string) Fence {
 	return Fence{stripe: i + 1, gen: s.gen.Load(), epoch: c.epoch.Load(), at: c.Now()}
 }
 
+// Unmoved reports whether no Set, SetFenced, Replace, Bump or Invalidate of
+// f's key (or of another key of its stripe) and no Flush happened since f
+// was taken: a value read after f was taken is still as new as what this
+// Cache knows of the key. Without the stripe lock, so a write may land just
+// after it returns true; for deciding whether to reuse a value, not to store.
+func (c *Cache[V]) Unmoved(f Fence) bool {
+	if f.stripe == 0 {
+		return false
+	}
+	return f.gen == c.fences[f.stripe-1].gen.Load() && f.epoch == c.epoch.Load()
+}
+
 // valid reports, under the stripe lock, whether f still admits a write.
 func (c *Cache[V]) valid(i uint32, s *fenceStripe, f Fence) bool {
 	return f.stripe == i+1 && f.gen == s.gen.Load() && f.epoch == c.epoch.Load()

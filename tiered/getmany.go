@@ -164,7 +164,7 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 		if !c.track() {
 			return nil, ErrClosed
 		}
-		b, joined := c.loads.claim(miss)
+		b, joined := c.claim(miss)
 		if len(b.keys) > 0 {
 			go c.loadMany(ctx, b, loader) // it calls c.wg.Done
 		} else {
@@ -234,8 +234,31 @@ func (c *Cache[V]) GetMany(ctx context.Context, keys []string, loader BatchLoade
 // loadCall is one key's load in flight: e or err are set before done closes.
 type loadCall[V any] struct {
 	done chan struct{} // shared by the keys of one GetMany
-	e    *entry[V]
-	err  error
+	// fence was taken when the load was claimed: a caller joins the load
+	// only while its key has not moved since and it is younger than T/2
+	// (joinable), so that no joiner gets a value older than a write this
+	// node already knows of (read-your-writes), or older than T/2 when it
+	// asked (a load held up by a slow DynamoDB or a frozen process).
+	fence l1.Fence
+	e     *entry[V]
+	err   error
+}
+
+// detach makes callers arriving from now on start a new load of key rather
+// than join a flight in flight, which may have read key before a change this
+// node now knows of (its own write, a stream record): read-your-writes, and
+// no value older than the change. Flights in flight go on for the callers
+// they already have; their fills are fenced as usual. (The registry needs no
+// such step: a load whose key moved is not joinable.)
+func (c *Cache[V]) detach(key string) {
+	c.flights.Forget("l\x00" + key)
+	c.flights.Forget("g\x00" + key)
+}
+
+// joinable reports whether a caller arriving now may take call's result
+// instead of loading key itself (see loadCall.fence).
+func (c *Cache[V]) joinable(call *loadCall[V]) bool {
+	return c.l1.Unmoved(call.fence) && c.l1.Now()-call.fence.Taken() < c.halfT
 }
 
 // loadRegistry maps each key being loaded in this process to its loadCall.
@@ -253,7 +276,8 @@ type manyLoad[V any] struct {
 
 // claim registers a new load for each of keys no one is loading (returned
 // as a manyLoad) and returns the loads in flight for the others.
-func (r *loadRegistry[V]) claim(keys []string) (*manyLoad[V], map[string]*loadCall[V]) {
+func (c *Cache[V]) claim(keys []string) (*manyLoad[V], map[string]*loadCall[V]) {
+	r := &c.loads
 	b := &manyLoad[V]{done: make(chan struct{})}
 	var joined map[string]*loadCall[V]
 	r.mu.Lock()
@@ -262,14 +286,16 @@ func (r *loadRegistry[V]) claim(keys []string) (*manyLoad[V], map[string]*loadCa
 		r.m = make(map[string]*loadCall[V])
 	}
 	for _, k := range keys {
-		if call, ok := r.m[k]; ok {
+		if call, ok := r.m[k]; ok && c.joinable(call) {
 			if joined == nil {
 				joined = make(map[string]*loadCall[V])
 			}
 			joined[k] = call
 			continue
 		}
-		call := &loadCall[V]{done: b.done}
+		// A load in flight that is not joinable stays registered only for
+		// its own callers: this one replaces it for everyone after.
+		call := &loadCall[V]{done: b.done, fence: c.l1.BeginFill(k)}
 		r.m[k] = call
 		b.keys = append(b.keys, k)
 		b.calls = append(b.calls, call)
@@ -278,16 +304,17 @@ func (r *loadRegistry[V]) claim(keys []string) (*manyLoad[V], map[string]*loadCa
 }
 
 // claimOne is claim for one key: the call, and whether this caller owns it.
-func (r *loadRegistry[V]) claimOne(key string) (*loadCall[V], bool) {
+func (c *Cache[V]) claimOne(key string) (*loadCall[V], bool) {
+	r := &c.loads
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if call, ok := r.m[key]; ok {
+	if call, ok := r.m[key]; ok && c.joinable(call) {
 		return call, false
 	}
 	if r.m == nil {
 		r.m = make(map[string]*loadCall[V])
 	}
-	call := &loadCall[V]{done: make(chan struct{})}
+	call := &loadCall[V]{done: make(chan struct{}), fence: c.l1.BeginFill(key)}
 	r.m[key] = call
 	return call, true
 }
@@ -327,7 +354,7 @@ func (c *Cache[V]) sharedFlight(ctx context.Context, key string, loader Loader[V
 // that a GetMany takes its result instead of loading key too; if a GetMany is
 // loading key already, it takes that result instead of running load.
 func (c *Cache[V]) claimed(key string, load func() (any, error)) (res any, err error) {
-	call, owner := c.loads.claimOne(key)
+	call, owner := c.claimOne(key)
 	if !owner {
 		if !c.track() {
 			return nil, ErrClosed

@@ -25,10 +25,12 @@ func (c *Cache[V]) refreshAhead(callerCtx context.Context, key string, e *entry[
 	values := context.WithoutCancel(callerCtx)
 	go func() {
 		defer c.wg.Done()
-		// The same flight key as GetOrLoad, and registered as its loads are:
-		// a GetOrLoad or GetMany of key meanwhile joins the refresh instead of
-		// loading again, and vice versa.
-		<-c.flights.DoChan("l\x00"+key, func() (any, error) {
+		// Registered as GetOrLoad's loads are: a GetOrLoad or GetMany of key
+		// meanwhile joins the refresh instead of loading again, and vice
+		// versa. Its own flight key: a GetOrLoad does not join it through
+		// singleflight, but through the registry, which lets it join only a
+		// refresh younger than T/2 whose key has not moved (joinable).
+		<-c.flights.DoChan("r\x00"+key, func() (any, error) {
 			return c.claimed(key, func() (any, error) { return c.refresh(values, key, e, loader) })
 		})
 	}()

@@ -24,6 +24,7 @@ func (s sink[V]) Changed(ch invalidation.Change) {
 	if !ok {
 		return // another namespace
 	}
+	c.detach(key)
 	if !ch.Created.IsZero() {
 		c.stats.observeLag(time.Since(ch.Created))
 	}

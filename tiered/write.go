@@ -47,8 +47,10 @@ func (c *Cache[V]) SetWithTTL(ctx context.Context, key string, value V, ttl time
 	if err != nil {
 		c.l1.Invalidate(key)
 		c.stats.writeErrors.Add(1)
-		if isBadInput(err) || errors.Is(err, l2.ErrInvalidRequest) {
-			return err // DynamoDB refused the request, or it was never sent: not an outage
+		if isBadInput(err) || errors.Is(err, l2.ErrInvalidRequest) || errors.Is(err, l2.ErrConflict) {
+			// DynamoDB refused the request, or it was never sent, or other
+			// writers kept rewriting a corrupt item under it: not an outage.
+			return err
 		}
 		return &L2Error{Op: "Set", Err: err}
 	}
@@ -79,8 +81,8 @@ func (c *Cache[V]) Delete(ctx context.Context, key string) (err error) {
 	c.l1.Invalidate(key)
 	if err != nil {
 		c.stats.writeErrors.Add(1)
-		if errors.Is(err, l2.ErrInvalidRequest) {
-			return err // DynamoDB refused the request: not an outage
+		if errors.Is(err, l2.ErrInvalidRequest) || errors.Is(err, l2.ErrConflict) {
+			return err // DynamoDB refused the request, or other writers won: not an outage
 		}
 		return &L2Error{Op: "Delete", Err: err}
 	}
