@@ -129,7 +129,7 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 	owner := newOwnerID()
 	var table store
 	if o.testStore != nil {
-		table = o.testStore(owner)
+		table = o.testStore(owner, consumerNow(o.clock))
 	} else {
 		t, err := l2.New(l2.Options{Client: ddb, Table: o.Table, Namespace: o.Namespace, StreamView: view,
 			Writer:         owner, // entries this node stores carry it: the sink tells its own writes by it

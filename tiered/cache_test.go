@@ -86,7 +86,7 @@ func TestBadInputGetsTypedErrors(t *testing.T) {
 }
 
 func TestReadYourWritesAndDelete(t *testing.T) {
-	n := newNode(t, dynamolocal.TableName(t), nil)
+	n := newSemNode(t, nil)
 	ctx := testContext(t)
 	if _, err := n.Get(ctx, "k"); !errors.Is(err, tiered.ErrNotFound) {
 		t.Fatalf("Get of a new key: %v, want ErrNotFound", err)
@@ -107,7 +107,7 @@ func TestReadYourWritesAndDelete(t *testing.T) {
 		t.Fatalf("Get after Delete = %q, %v; want ErrNotFound", got, err)
 	}
 	// A second node (its own L1) sees the write through L2.
-	m := newNode(t, n.tableName, nil)
+	m := n.peer(t, nil)
 	if err := n.Set(ctx, "k2", "x"); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestReadYourWritesAndDelete(t *testing.T) {
 }
 
 func TestConcurrentColdMissesCollapse(t *testing.T) {
-	n := newNode(t, dynamolocal.TableName(t), nil)
+	n := newSemNode(t, nil)
 	ctx := testContext(t)
 	const callers = 1000
 	var started, loads atomic.Int64
@@ -160,7 +160,7 @@ func TestConcurrentColdMissesCollapse(t *testing.T) {
 }
 
 func TestCallerCancelDoesNotFailOthers(t *testing.T) {
-	n := newNode(t, dynamolocal.TableName(t), nil)
+	n := newSemNode(t, nil)
 	release := make(chan struct{})
 	entered := make(chan struct{})
 	loader := func(ctx context.Context, key string) (string, error) {
@@ -195,7 +195,7 @@ func TestCallerCancelDoesNotFailOthers(t *testing.T) {
 }
 
 func TestLoaderPanicAndErrorsAreNotCached(t *testing.T) {
-	n := newNode(t, dynamolocal.TableName(t), nil)
+	n := newSemNode(t, nil)
 	ctx := testContext(t)
 	_, err := n.GetOrLoad(ctx, "p", func(context.Context, string) (string, error) { panic("boom") })
 	var pe *tiered.LoaderPanicError
@@ -217,7 +217,7 @@ func TestLoaderPanicAndErrorsAreNotCached(t *testing.T) {
 }
 
 func TestNegativeCachingAndLaterCreate(t *testing.T) {
-	n := newNode(t, dynamolocal.TableName(t), nil)
+	n := newSemNode(t, nil)
 	ctx := testContext(t)
 	var loads atomic.Int64
 	missing := func(context.Context, string) (string, error) { loads.Add(1); return "", tiered.ErrNotFound }
@@ -230,7 +230,7 @@ func TestNegativeCachingAndLaterCreate(t *testing.T) {
 		t.Fatalf("loader calls for a cached not-found = %d, want 1", loads.Load())
 	}
 	// Another node sees the negative entry in L2 without calling its loader.
-	m := newNode(t, n.tableName, nil)
+	m := n.peer(t, nil)
 	if _, err := m.GetOrLoad(ctx, "ghost", missing); !errors.Is(err, tiered.ErrNotFound) || loads.Load() != 1 {
 		t.Fatalf("other node: %v, loads=%d; want ErrNotFound from L2, loads=1", err, loads.Load())
 	}
@@ -245,7 +245,7 @@ func TestNegativeCachingAndLaterCreate(t *testing.T) {
 }
 
 func TestLoaderChoosesTTL(t *testing.T) {
-	n := newNode(t, dynamolocal.TableName(t), nil)
+	n := newSemNode(t, nil)
 	ctx := testContext(t)
 	var loads atomic.Int64
 	short := func(ctx context.Context, key string) (string, error) {
@@ -274,7 +274,7 @@ func TestLoaderChoosesTTL(t *testing.T) {
 func TestFillRacingDeleteNeverResurrects(t *testing.T) {
 	for _, leases := range []bool{true, false} {
 		t.Run(fmt.Sprint("leases=", leases), func(t *testing.T) {
-			n := newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) { o.DisableLeases = !leases })
+			n := newSemNode(t, func(o *tiered.Options[string]) { o.DisableLeases = !leases })
 			ctx := testContext(t)
 			loaded, proceed := make(chan struct{}), make(chan struct{})
 			stale := func(context.Context, string) (string, error) {
@@ -300,7 +300,7 @@ func TestFillRacingDeleteNeverResurrects(t *testing.T) {
 }
 
 func TestCloseIsSafeTwiceAndAlongsideCalls(t *testing.T) {
-	n := newNode(t, dynamolocal.TableName(t), nil)
+	n := newSemNode(t, nil)
 	ctx := testContext(t)
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
@@ -342,7 +342,7 @@ func TestCloseIsSafeTwiceAndAlongsideCalls(t *testing.T) {
 // TestL1TTLAppliesToEveryEntry: loaded and written entries live L1TTL in L1
 // (not L2TTL capped at L1MaxTTL), while L2 keeps them for L2TTL.
 func TestL1TTLAppliesToEveryEntry(t *testing.T) {
-	n := newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
+	n := newSemNode(t, func(o *tiered.Options[string]) {
 		// Long enough that the fresh reads below come within it on a loaded
 		// machine (a Set runs between the first fill and them).
 		o.L1TTL = 3 * time.Second
@@ -442,7 +442,7 @@ func TestL2ReadsAreConsistent(t *testing.T) {
 // TestL1MaxTTLCapsEveryEntry: whatever TTL a loader chooses, no L1 entry
 // outlives L1MaxTTL, the last net when invalidation fails.
 func TestL1MaxTTLCapsEveryEntry(t *testing.T) {
-	n := newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
+	n := newSemNode(t, func(o *tiered.Options[string]) {
 		o.L1TTL = 200 * time.Millisecond
 		o.L1MaxTTL = 400 * time.Millisecond
 		o.TTLJitter = -1

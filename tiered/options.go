@@ -170,9 +170,10 @@ type Options[V any] struct {
 	clock func() int64
 	// testStore, when set (only by tests, through export_test.go), builds
 	// the table the cache uses instead of an *l2.Table on DynamoDB, given
-	// this node's writer mark; New then makes no AWS call. Only with
+	// this node's writer mark and its wall clock (nil: time.Now; from the
+	// test clock when one is set); New then makes no AWS call. Only with
 	// DisableInvalidation: there is no stream to follow.
-	testStore func(writer string) store
+	testStore func(writer string, now func() time.Time) store
 }
 
 func (o *Options[V]) setDefaults() error {
