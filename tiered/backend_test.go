@@ -113,6 +113,17 @@ func (n *node) putExpired(t *testing.T, key, value string, ago time.Duration) {
 	}
 }
 
+// elapse lets d pass for n, whose options carry clock (SetTestClock): on the
+// in-memory table, which reads that clock as n does, by advancing it; on
+// DynamoDB Local, whose table reads the real clock, by sleeping.
+func (n *node) elapse(clock *tiered.TestClock, d time.Duration) {
+	if n.mem != nil {
+		clock.Advance(d)
+		return
+	}
+	time.Sleep(d) // the expiry itself is under test, in both tiers
+}
+
 // inc counts one request of operation op (memstore.Options.OnCall).
 func (c *opCounter) inc(op string) {
 	c.mu.Lock()
