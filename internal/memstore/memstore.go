@@ -267,11 +267,6 @@ func (it *item) leaseHeld(now time.Time) bool {
 	return !it.corrupt && it.lease != "" && now.Before(it.leaseExp)
 }
 
-// vacant reports whether it (nil: absent) holds no live entry at now.
-func vacant(it *item, now time.Time) bool {
-	return it == nil || !it.live(now)
-}
-
 // entry is the Item readers get for a live (or expired) it.
 func (it *item) entry() l2.Item {
 	out := l2.Item{Key: it.key, Version: it.version, ExpiresAt: it.exp, NotFound: it.notFound, Writer: it.writer}
