@@ -42,7 +42,7 @@ type Cache[V any] struct {
 	halfT int64
 
 	o        Options[V]
-	l2       *l2.Table
+	l2       store // *l2.Table, but in tests (store.go)
 	consumer *invalidation.Consumer
 	breaker  *gobreaker.CircuitBreaker[any]
 	flights  singleflight.Group
@@ -107,7 +107,7 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 		return nil, err
 	}
 	var cfg aws.Config
-	if o.DynamoDB == nil || (o.Streams == nil && !o.DisableInvalidation) {
+	if o.testStore == nil && (o.DynamoDB == nil || (o.Streams == nil && !o.DisableInvalidation)) {
 		if o.AWS != nil {
 			cfg = *o.AWS
 		} else {
@@ -127,14 +127,20 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 		view = types.StreamViewTypeNewImage
 	}
 	owner := newOwnerID()
-	table, err := l2.New(l2.Options{Client: ddb, Table: o.Table, Namespace: o.Namespace, StreamView: view,
-		Writer:         owner, // entries this node stores carry it: the sink tells its own writes by it
-		ConsistentRead: !o.EventuallyConsistentReads, CallTimeout: o.CallTimeout})
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
-	}
-	if err := ensureTable(ctx, table, o); err != nil {
-		return nil, err
+	var table store
+	if o.testStore != nil {
+		table = o.testStore(owner, consumerNow(o.clock))
+	} else {
+		t, err := l2.New(l2.Options{Client: ddb, Table: o.Table, Namespace: o.Namespace, StreamView: view,
+			Writer:         owner, // entries this node stores carry it: the sink tells its own writes by it
+			ConsistentRead: !o.EventuallyConsistentReads, CallTimeout: o.CallTimeout})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+		}
+		if err := ensureTable(ctx, t, o); err != nil {
+			return nil, err
+		}
+		table = t
 	}
 	l1c, err := l1.New[*entry[V]](l1Options(o))
 	if err != nil {

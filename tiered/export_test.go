@@ -23,3 +23,17 @@ func (c *TestClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
 
 // SetTestClock makes the Cache that New builds from o read clock.
 func SetTestClock[V any](o *Options[V], clock *TestClock) { o.clock = clock.Now }
+
+// Store is the table a Cache uses (store.go): *l2.Table in production,
+// internal/memstore in tests that run without DynamoDB Local.
+type Store = store
+
+// SetTestStore makes the Cache that New builds from o use the table
+// newStore returns, given the node's writer mark and its wall clock (nil:
+// time.Now; the test clock's when SetTestClock is used too), instead of a
+// DynamoDB table. New then makes no AWS call. It sets DisableInvalidation:
+// such a table has no stream.
+func SetTestStore[V any](o *Options[V], newStore func(writer string, now func() time.Time) Store) {
+	o.testStore = newStore
+	o.DisableInvalidation = true
+}

@@ -322,23 +322,24 @@ func (c *Cache[V]) claimOne(key string) (*loadCall[V], bool) {
 // errNotAnswered is a bug guard: a claimed key left without a result.
 var errNotAnswered = errors.New("tiered: internal error: key not answered")
 
-// finish publishes the results of calls (all sharing done) and unregisters
-// their keys. A caller arriving in between joins a finished load and gets
-// its result at once.
+// finish unregisters the keys of calls (all sharing done), then publishes
+// their results. In that order: a caller that starts after the loader's
+// callers have their result never joins this finished load (and never gets
+// its error, or its value in place of a newer load or refresh).
 func (r *loadRegistry[V]) finish(keys []string, calls []*loadCall[V], done chan struct{}) {
 	for _, call := range calls {
 		if call.e == nil && call.err == nil {
 			call.err = errNotAnswered
 		}
 	}
-	close(done)
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	for i, k := range keys {
 		if r.m[k] == calls[i] {
 			delete(r.m, k)
 		}
 	}
+	r.mu.Unlock()
+	close(done)
 }
 
 // sharedFlight is what a GetOrLoad flight runs: flight, unless a GetMany is

@@ -22,7 +22,7 @@ import (
 // on, a node drops even what it just filled (its own fill's record).
 func manyNode(t *testing.T, tweak func(*tiered.Options[string])) *node {
 	t.Helper()
-	return newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
+	return newSemNode(t, func(o *tiered.Options[string]) {
 		o.DisableInvalidation = true
 		if tweak != nil {
 			tweak(o)
@@ -87,7 +87,7 @@ func goGetMany(ctx context.Context, n *node, keys []string, loader tiered.BatchL
 func TestGetManyMixesTiersAndLoadsTheRestOnce(t *testing.T) {
 	n := manyNode(t, nil)
 	ctx := testContext(t)
-	tbl := l2Table(t, n.tableName)
+	tbl := n.table(t)
 	for _, k := range []string{"h1", "h2"} { // in L1 (and L2)
 		if _, err := n.GetOrLoad(ctx, k, constLoader("v-"+k)); err != nil {
 			t.Fatal(err)
@@ -150,7 +150,7 @@ func TestGetManyMixesTiersAndLoadsTheRestOnce(t *testing.T) {
 	}
 
 	// The loaded values reached L2: another node reads them all from there.
-	m := newNode(t, n.tableName, func(o *tiered.Options[string]) { o.DisableInvalidation = true })
+	m := n.peer(t, func(o *tiered.Options[string]) { o.DisableInvalidation = true })
 	other := &manyLoader{prefix: "other-"}
 	got, err = m.GetMany(ctx, keys, other.load)
 	if err != nil || !maps.Equal(got, want) {
@@ -184,7 +184,7 @@ func TestGetManySplitsBatchGetItemAt100Keys(t *testing.T) {
 	}
 
 	// A second node finds all 250 in L2, in 3 calls again, and loads nothing.
-	m := newNode(t, n.tableName, func(o *tiered.Options[string]) { o.DisableInvalidation = true })
+	m := n.peer(t, func(o *tiered.Options[string]) { o.DisableInvalidation = true })
 	other := &manyLoader{prefix: "other-"}
 	got, err = m.GetMany(ctx, keys, other.load)
 	if err != nil || !maps.Equal(got, want) {
@@ -364,7 +364,7 @@ func TestGetManyBadKeysFailAlone(t *testing.T) {
 func TestGetManyLoaderErrorsAreNotCached(t *testing.T) {
 	n := manyNode(t, nil)
 	ctx := testContext(t)
-	tbl := l2Table(t, n.tableName)
+	tbl := n.table(t)
 	if _, err := tbl.Put(ctx, "hit", []byte("v-hit"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +462,7 @@ func TestGetManyCachesOmittedKeysAsNotFound(t *testing.T) {
 		t.Fatalf("Get of an omitted key = %v, want ErrNotFound", err)
 	}
 	// In L2 as a negative entry, for NegativeTTL.
-	it, err := l2Table(t, n.tableName).Get(ctx, "gone2")
+	it, err := n.table(t).Get(ctx, "gone2")
 	if err != nil || !it.NotFound || it.ExpiresAt.After(time.Now().Add(tiered.DefaultNegativeTTL+time.Second)) {
 		t.Fatalf("L2 holds %+v, %v for an omitted key; want a negative entry living NegativeTTL", it, err)
 	}
@@ -483,7 +483,7 @@ func TestGetManyCachesOmittedKeysAsNotFound(t *testing.T) {
 func TestGetManyFillsOnlyOverTheVersionSeen(t *testing.T) {
 	n := manyNode(t, nil)
 	ctx := testContext(t)
-	tbl := l2Table(t, n.tableName)
+	tbl := n.table(t)
 	// A deleted key leaves a tombstone with a version: the fill must land
 	// over it (BatchGetItem reported that version).
 	if err := n.Set(ctx, "d", "old"); err != nil {

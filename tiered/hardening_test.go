@@ -155,7 +155,7 @@ func TestCodecPanicOnTheStreamDropsTheEntry(t *testing.T) {
 }
 
 func TestLoaderGoexitGivesCallersAnError(t *testing.T) {
-	n := newNode(t, dynamolocal.TableName(t), nil)
+	n := newSemNode(t, nil)
 	type res struct {
 		v   string
 		err error
@@ -196,7 +196,7 @@ func TestLoaderGoexitGivesCallersAnError(t *testing.T) {
 }
 
 func TestCloseDuringLoadGivesErrClosedAndEveryMethodAfter(t *testing.T) {
-	n := newNode(t, dynamolocal.TableName(t), nil)
+	n := newSemNode(t, nil)
 	ctx := testContext(t)
 	entered := make(chan struct{})
 	res := make(chan error, 1)
@@ -239,7 +239,7 @@ func TestCloseDuringLoadGivesErrClosedAndEveryMethodAfter(t *testing.T) {
 }
 
 func TestLoadTimeoutIsTellable(t *testing.T) {
-	n := newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) { o.LoadTimeout = 300 * time.Millisecond })
+	n := newSemNode(t, func(o *tiered.Options[string]) { o.LoadTimeout = 300 * time.Millisecond })
 	ctx := testContext(t)
 	waiter := func(ctx context.Context, _ string) (string, error) { <-ctx.Done(); return "", ctx.Err() }
 	_, err := n.GetOrLoad(ctx, "slow", waiter)
@@ -303,7 +303,7 @@ func TestOptionsAreCheckedByName(t *testing.T) {
 }
 
 func TestNotFoundWithoutNegativeCachingIsNotALoadError(t *testing.T) {
-	n := newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) { o.NegativeTTL = -1 })
+	n := newSemNode(t, func(o *tiered.Options[string]) { o.NegativeTTL = -1 })
 	ctx := testContext(t)
 	missing := func(context.Context, string) (string, error) { return "", tiered.ErrNotFound }
 	for range 2 {

@@ -91,7 +91,7 @@ func TestClusterWideStampedeLoadsOnce(t *testing.T) {
 // (by another node), then the fill completes. Neither tier may keep the old
 // value. Hooks (the loader blocking on channels), not sleeps, order the steps.
 func TestStaleSetRaceLeavesNoStaleEntry(t *testing.T) {
-	nodes := newCluster(t, 3, nil)
+	nodes := newSemCluster(t, 3, nil)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	ctx := testContext(t)
 
@@ -119,7 +119,7 @@ func TestStaleSetRaceLeavesNoStaleEntry(t *testing.T) {
 		t.Fatalf("the filling caller got %q, want what its loader returned (old)", v)
 	}
 	// L2 holds no "old": the lease was voided by the Delete.
-	if item, err := l2Table(t, a.tableName).Get(ctx, "k"); !errors.Is(err, l2.ErrNotFound) {
+	if item, err := a.table(t).Get(ctx, "k"); !errors.Is(err, l2.ErrNotFound) {
 		t.Fatalf("L2 after the race: %+v, %v; want not found", item, err)
 	}
 	// L1 of the filling node holds no "old".
@@ -141,7 +141,7 @@ func TestStaleSetRaceLeavesNoStaleEntry(t *testing.T) {
 // after the Set was acknowledged) get the value the Set wrote, not the older
 // load, and no tier keeps the load.
 func TestFillRacingSetServesTheNewerValue(t *testing.T) {
-	nodes := newCluster(t, 2, nil)
+	nodes := newSemCluster(t, 2, nil)
 	a, b := nodes[0], nodes[1]
 	ctx := testContext(t)
 	loaded, proceed := make(chan struct{}), make(chan struct{})
@@ -160,7 +160,7 @@ func TestFillRacingSetServesTheNewerValue(t *testing.T) {
 	if v := <-done; v != "new" {
 		t.Fatalf("the racing fill's caller got %q, want the newer %q", v, "new")
 	}
-	if item, err := l2Table(t, a.tableName).Get(ctx, "k"); err != nil || string(item.Value) != "new" {
+	if item, err := a.table(t).Get(ctx, "k"); err != nil || string(item.Value) != "new" {
 		t.Fatalf("L2 holds %q, %v; want new", item.Value, err)
 	}
 	a.awaitValue(t, "k", "new")
@@ -173,7 +173,7 @@ func TestFillRacingSetServesTheNewerValue(t *testing.T) {
 // releases the lease, and nodes waiting on it load at once instead of
 // waiting for the lease to expire.
 func TestReleasedLeaseWakesWaiters(t *testing.T) {
-	nodes := newCluster(t, 2, func(o *tiered.Options[string]) {
+	nodes := newSemCluster(t, 2, func(o *tiered.Options[string]) {
 		o.LeaseTTL = time.Minute // far longer than the test may take
 		o.LeaseWait = time.Minute
 	})
@@ -280,7 +280,7 @@ func TestUnguardedFillSkipsL2(t *testing.T) {
 // kept in L1 only; its lease is given back so other nodes load at once
 // instead of waiting for a fill that will never come.
 func TestLeaseReleasedWhenL2RefusesTheValue(t *testing.T) {
-	nodes := newCluster(t, 2, func(o *tiered.Options[string]) {
+	nodes := newSemCluster(t, 2, func(o *tiered.Options[string]) {
 		o.LeaseTTL = time.Minute
 		o.LeaseWait = time.Minute
 	})

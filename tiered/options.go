@@ -168,6 +168,12 @@ type Options[V any] struct {
 	// polls set the trust deadline the hit path compares with). Nil costs
 	// nothing: l1 reads internal/mono directly.
 	clock func() int64
+	// testStore, when set (only by tests, through export_test.go), builds
+	// the table the cache uses instead of an *l2.Table on DynamoDB, given
+	// this node's writer mark and its wall clock (nil: time.Now; from the
+	// test clock when one is set); New then makes no AWS call. Only with
+	// DisableInvalidation: there is no stream to follow.
+	testStore func(writer string, now func() time.Time) store
 }
 
 func (o *Options[V]) setDefaults() error {

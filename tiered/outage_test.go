@@ -151,6 +151,7 @@ func TestOutageKillDynamoDBLocal(t *testing.T) {
 		readersPer   = 3
 		recoverLimit = 60 * time.Second
 	)
+	dynamolocal.SkipShort(t)
 	ctx := testContext(t)
 	srv, err := dynamolocal.StartWithOptions(ctx, dynamolocal.StartOptions{DBPath: t.TempDir()})
 	if err != nil {

@@ -30,7 +30,7 @@ const refreshSoftTTL = 500 * time.Millisecond
 // fill), so awaiting a key's event means its record has come back.
 func refreshNode(t *testing.T) (*node, *tiered.TestClock) {
 	clock := &tiered.TestClock{}
-	n := newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) {
+	n := newSemNode(t, func(o *tiered.Options[string]) {
 		o.L1TTL = 10 * time.Second
 		o.RefreshAhead = 0.05
 		o.TTLJitter = -1
@@ -156,14 +156,13 @@ func putExpired(t *testing.T, table, key, value string, ago time.Duration) {
 }
 
 func TestStaleIfError(t *testing.T) {
-	table := dynamolocal.TableName(t)
-	on := newNode(t, table, func(o *tiered.Options[string]) { o.StaleIfError = true })
-	off := newNode(t, table, nil)
+	on := newSemNode(t, func(o *tiered.Options[string]) { o.StaleIfError = true })
+	off := on.peer(t, nil)
 	ctx := testContext(t)
 	sourceDown := errors.New("source down")
 	failing := func(context.Context, string) (string, error) { return "", sourceDown }
 
-	putExpired(t, table, "k", "last", time.Minute)
+	on.putExpired(t, "k", "last", time.Minute)
 	v, err := on.GetOrLoad(ctx, "k", failing)
 	var se *tiered.StaleError
 	if v != "last" || !errors.Is(err, tiered.ErrStale) || !errors.Is(err, sourceDown) || !errors.As(err, &se) {
@@ -177,17 +176,17 @@ func TestStaleIfError(t *testing.T) {
 		t.Fatalf("after a stale answer, a working loader gives %q, %v", v, err)
 	}
 
-	putExpired(t, table, "k2", "last", time.Minute)
+	on.putExpired(t, "k2", "last", time.Minute)
 	if v, err := off.GetOrLoad(ctx, "k2", failing); !errors.Is(err, sourceDown) || errors.Is(err, tiered.ErrStale) || v != "" {
 		t.Fatalf("without StaleIfError: %q, %v; want the loader's error alone", v, err)
 	}
 	// Older than MaxStale (default 1 h): not served.
-	putExpired(t, table, "k3", "ancient", 2*time.Hour)
+	on.putExpired(t, "k3", "ancient", 2*time.Hour)
 	if v, err := on.GetOrLoad(ctx, "k3", failing); !errors.Is(err, sourceDown) || errors.Is(err, tiered.ErrStale) {
 		t.Fatalf("past MaxStale: %q, %v; want the loader's error alone", v, err)
 	}
 	// A loader's ErrNotFound is an answer, not a failure: never stale.
-	putExpired(t, table, "k4", "last", time.Minute)
+	on.putExpired(t, "k4", "last", time.Minute)
 	gone := func(context.Context, string) (string, error) { return "", tiered.ErrNotFound }
 	if _, err := on.GetOrLoad(ctx, "k4", gone); !errors.Is(err, tiered.ErrNotFound) || errors.Is(err, tiered.ErrStale) {
 		t.Fatalf("loader said not found: %v; want ErrNotFound, no stale value", err)

@@ -54,6 +54,9 @@ type StartOptions struct {
 // and its error returned. Resume and Restart do not warm up: a server coming
 // back from an outage is cold, as a real one would be.
 func StartWithOptions(ctx context.Context, o StartOptions) (*Server, error) {
+	if shortRun() {
+		return nil, ErrShort // no JVM under -short, whoever asks (testing.go)
+	}
 	jarDir, java, err := Install(ctx)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,8 @@ package dynamolocal
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"regexp"
@@ -26,10 +28,36 @@ var (
 // fails instead of skipping.
 func InCI() bool { return os.Getenv("CI") == "true" }
 
+// ErrShort is what Start and Shared return in a test binary run with
+// -short: -short means "without DynamoDB Local", so no JVM is started.
+var ErrShort = errors.New("dynamolocal: DynamoDB Local is not started under -short")
+
+// shortRun reports whether this is a test binary run with -short. It is
+// false outside tests (the demo, internal/cmd/ddblocal).
+func shortRun() bool { return testing.Testing() && flag.Parsed() && testing.Short() }
+
 // Main is a TestMain body: it runs the tests, stops the shared server (if one
 // was started), checks that no goroutine leaked (go.uber.org/goleak) and exits
 // with the tests' code.
+//
+// -short is a developer's choice: the tests that need DynamoDB Local skip
+// (ForTest) and no JVM starts. Under CI=true, where nothing may skip, Main
+// refuses -short and fails the run. Examples run against DynamoDB Local and
+// cannot skip, so under -short Main leaves them out (-test.skip=^Example,
+// unless -test.skip is given).
 func Main(m *testing.M) {
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	if testing.Short() {
+		if InCI() {
+			fmt.Fprintln(os.Stderr, "dynamolocal: -short is refused under CI=true: there every test runs, none skips")
+			os.Exit(2)
+		}
+		if f := flag.Lookup("test.skip"); f != nil && f.Value.String() == "" {
+			_ = f.Value.Set("^Example")
+		}
+	}
 	code := m.Run()
 	StopShared()
 	if code == 0 {
@@ -75,9 +103,11 @@ func Shared() (*Server, error) {
 }
 
 // ForTest returns the shared server. If it cannot start, the test fails under
-// CI=true and is skipped otherwise.
+// CI=true and is skipped otherwise. Under -short it skips at once (see
+// SkipShort).
 func ForTest(tb testing.TB) *Server {
 	tb.Helper()
+	SkipShort(tb)
 	s, err := Shared()
 	if err != nil {
 		if InCI() {
@@ -86,6 +116,20 @@ func ForTest(tb testing.TB) *Server {
 		tb.Skipf("DynamoDB Local unavailable: %v", err)
 	}
 	return s
+}
+
+// SkipShort skips a test that needs DynamoDB Local when run with -short,
+// saying so; under CI=true it fails it instead: -short must not make CI
+// pass by skipping.
+func SkipShort(tb testing.TB) {
+	tb.Helper()
+	if !testing.Short() {
+		return
+	}
+	if InCI() {
+		tb.Fatal("dynamolocal: -short is refused under CI=true: this test needs DynamoDB Local and must run")
+	}
+	tb.Skip("needs DynamoDB Local (Java): skipped under -short; run without -short (as make test does) for the whole suite")
 }
 
 var unsafeTableChars = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
