@@ -202,7 +202,9 @@ func (c *Cache[V]) fetchFenced(ctx context.Context, key string, loader Loader[V]
 		switch {
 		case isTableMissing(err):
 			return nil, &TableMissingError{Table: c.o.Table, Op: "Get", Err: err}
-		case l2Down(err) && err != errPendingKey:
+		case l2Down(err):
+			// DynamoDB did not answer, or this node's own failed write left
+			// L2 unfit to answer (errPendingKey): Get cannot tell "absent".
 			return nil, &L2Error{Op: "Get", Err: err}
 		}
 		return &entry[V]{notFound: true}, nil

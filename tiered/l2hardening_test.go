@@ -208,7 +208,8 @@ func TestBigValuesComeBackWithDefaults(t *testing.T) {
 		}
 	}
 	reader := newNodeAt(t, cfg, table, func(o *tiered.Options[string]) {
-		o.DynamoDB = nil // built by tiered, with the defaults
+		o.DynamoDB = nil  // built by tiered, with the defaults
+		o.CallTimeout = 0 // the default (newNodeAt sets a generous one for other tests)
 		o.DisableInvalidation = true
 	})
 	var loads atomic.Int64

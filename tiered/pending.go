@@ -282,10 +282,27 @@ func (c *Cache[V]) runPending() {
 	defer close(c.pend.done)
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
+	// Retries here end as soon as Close begins (it then drains, with its own
+	// deadline): a hung DynamoDB must not hold Close for a whole batch.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.pend.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	for {
 		due, wait := c.pend.due(time.Now(), false)
-		for _, inv := range due {
-			c.pend.finish(inv.key, c.retryPending(c.closeCtx, &inv))
+		for i, inv := range due {
+			if ctx.Err() != nil { // Close began: leave the rest to the drain
+				for _, rest := range due[i:] {
+					c.pend.finish(rest.key, false)
+				}
+				break
+			}
+			c.pend.finish(inv.key, c.retryPending(ctx, &inv))
 		}
 		if len(due) > 0 {
 			wait = 0 // their next retries are not in wait: look again (after checking stop)

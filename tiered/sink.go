@@ -80,7 +80,17 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 	if ttl <= 0 {
 		return false // expired meanwhile
 	}
-	c.stamp(e, c.l1.Now(), ttl)
+	// Current as of the record, not of its arrival: after a lapse of trust
+	// (a backlog of records) a later record of the key may still be unread,
+	// and only entries known current within T/2 are served then. The
+	// record's time is rounded down (to the second on AWS, the minute on
+	// DynamoDB Local), which only makes this more careful.
+	now := c.l1.Now()
+	at := now - c.halfT // no creation time: as old as a lapse may serve none of
+	if !ch.Created.IsZero() {
+		at = min(now, mono.Of(ch.Created))
+	}
+	c.stamp(e, at, ttl)
 	replaced := c.l1.Replace(key, e, int64(len(item.Value)), ttl, func(old *entry[V]) bool {
 		return old.version < item.Version
 	})
