@@ -75,7 +75,7 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 		c.stats.l2Corrupt.Add(1)
 		return false
 	}
-	ttl := c.l1TTL(0, item.ExpiresAt)
+	ttl := c.ttl.l1For(0, item.ExpiresAt)
 	if ttl <= 0 {
 		return false // expired meanwhile
 	}
