@@ -7,16 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/sony/gobreaker/v2"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/tieredcache/tieredcache/internal/mono"
 	"github.com/tieredcache/tieredcache/invalidation"
@@ -45,14 +44,15 @@ type Cache[V any] struct {
 	l2       store // *l2.Table, but in tests (store.go)
 	consumer *invalidation.Consumer
 	breaker  *gobreaker.CircuitBreaker[any]
-	flights  singleflight.Group
 	outage   chan struct{} // semaphore for loader calls while L2 is unavailable
 	owner    string        // this node's identity: in leases, and the writer mark on its entries
 	leaseSeq atomic.Uint64
 
-	// loads holds the keys a GetOrLoad flight or a GetMany is loading, so
-	// that neither loads a key the other already is (getmany.go).
-	loads loadRegistry[V]
+	// flights is the in-flight registry: one fill per key at a time
+	// (flights.go).
+	flights flights[V]
+	ttl     ttlPolicy    // lifetimes (ttl.go)
+	live    liveFills[V] // fills in flight, for Close (loadctx.go)
 
 	stats counters
 	// trusting is the trust state the sink last saw (for the log and
@@ -89,15 +89,11 @@ type entry[V any] struct {
 	err error
 }
 
-// stamp records that e's value was known current at at (l1's clock), and
-// when refresh-ahead starts for it (jittered, so keys stored together refresh
-// apart).
-func (c *Cache[V]) stamp(e *entry[V], at int64, l1TTL time.Duration) {
-	e.stored = at
-	if c.o.RefreshAhead > 0 && l1TTL > 0 {
-		soft := float64(l1TTL) * c.o.RefreshAhead * (1 - c.o.TTLJitter*rand.Float64())
-		e.refreshAt = c.l1.Now() + int64(soft)
-	}
+// stamp records that e's value was known current at stored (l1's clock)
+// and will live ttl in L1, and when refresh-ahead starts for it (ttl.go).
+func (c *Cache[V]) stamp(e *entry[V], stored int64, ttl time.Duration) {
+	e.stored = stored
+	e.refreshAt = c.ttl.refreshAt(stored, ttl)
 }
 
 // New builds a Cache, checks (or with CreateTable, creates) the table and
@@ -149,48 +145,56 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 	c := &Cache[V]{
 		o:      o,
 		l1:     l1c,
-		halfT:  int64(o.StalenessBound / 2),
+		halfT:  int64(o.trustWindow()),
+		ttl:    newTTLPolicy(&o),
 		l2:     table,
 		outage: make(chan struct{}, o.MaxOutageLoads),
 		owner:  owner,
 	}
+	c.flights.init()
+	c.live.m = make(map[*fill[V]]context.CancelFunc)
 	c.closeCtx, c.cancel = context.WithCancel(context.Background())
 	c.breaker = newBreaker(o, &c.stats)
 	c.pend.init(max(o.MaxPendingInvalidations, 0))
 
 	if o.DisableInvalidation {
 		c.trustedUntil.Store(math.MaxInt64)
-	} else {
-		streams := o.Streams
-		if streams == nil {
-			// No SDK retries: the consumer retries every call itself (see
-			// invalidation.NewStreamsClient).
-			streams = invalidation.NewStreamsClient(cfg, invalidation.WithLogger(o.Logger))
-		}
-		consumer, err := invalidation.New(invalidation.Options{
-			Streams:      streams,
-			Tables:       ddb,
-			Table:        o.Table,
-			PartitionKey: l2.PartitionKeyAttr,
-			Sink:         sink[V]{c},
-			PollInterval: o.PollInterval,
-			StaleAfter:   o.StalenessBound / 2,
-			Logger:       o.Logger,
-			Now:          consumerNow(o.clock),
-		})
-		if err != nil {
-			l1c.Close()
-			return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
-		}
-		if err := consumer.Start(ctx); err != nil {
-			consumer.Close()
-			l1c.Close()
-			return nil, fmt.Errorf("tiered: start stream consumer: %w", err)
-		}
-		c.consumer = consumer
+	} else if c.consumer, err = startConsumer(ctx, c, cfg, ddb); err != nil {
+		l1c.Close()
+		return nil, err
 	}
 	go c.runPending()
 	return c, nil
+}
+
+// startConsumer starts following the table's stream for c.
+func startConsumer[V any](ctx context.Context, c *Cache[V], cfg aws.Config, ddb *dynamodb.Client) (*invalidation.Consumer, error) {
+	o := c.o
+	streams := o.Streams
+	if streams == nil {
+		// No SDK retries: the consumer retries every call itself (see
+		// invalidation.NewStreamsClient).
+		streams = invalidation.NewStreamsClient(cfg, invalidation.WithLogger(o.Logger))
+	}
+	consumer, err := invalidation.New(invalidation.Options{
+		Streams:      streams,
+		Tables:       ddb,
+		Table:        o.Table,
+		PartitionKey: l2.PartitionKeyAttr,
+		Sink:         sink[V]{c},
+		PollInterval: o.PollInterval,
+		StaleAfter:   o.trustWindow(),
+		Logger:       o.Logger,
+		Now:          consumerNow(o.clock),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	if err := consumer.Start(ctx); err != nil {
+		consumer.Close()
+		return nil, fmt.Errorf("tiered: start stream consumer: %w", err)
+	}
+	return consumer, nil
 }
 
 // consumerNow is the stream consumer's clock: nil (time.Now) unless a test
@@ -203,22 +207,13 @@ func consumerNow(clock func() int64) func() time.Time {
 	return func() time.Time { return mono.Time(clock()) }
 }
 
-// l1Jitter is TTLJitter as l1 takes it: l1 reads 0 as its default, so "no
-// jitter" (TTLJitter negative, stored as 0) is l1.NoJitter.
-func l1Jitter(j float64) float64 {
-	if j == 0 {
-		return l1.NoJitter
-	}
-	return j
-}
-
 // l1Options is what New asks of L1, from options already defaulted.
 func l1Options[V any](o Options[V]) l1.Options {
 	return l1.Options{
 		MaxBytes: o.L1MaxBytes,
 		TTL:      o.L1TTL,
 		MaxTTL:   o.L1MaxTTL,
-		Jitter:   l1Jitter(o.TTLJitter),
+		Jitter:   l1.NoJitter, // tiered jitters, once (ttl.go), and passes l1 exact TTLs
 		Clock:    o.clock,
 	}
 }
@@ -243,6 +238,7 @@ func (c *Cache[V]) Close() error {
 		close(c.pend.stop)
 		<-c.pend.done
 		c.cancel()
+		c.live.cancelAll()
 		if c.consumer != nil {
 			_ = c.consumer.Close()
 		}
@@ -261,49 +257,6 @@ func (c *Cache[V]) track() bool {
 	}
 	c.wg.Add(1)
 	return true
-}
-
-// ttls turns the TTL a loader chose (0: none) into the entry's L2 lifetime
-// and the L1 lifetime to ask l1TTL for (0: L1TTL). A loader's choice applies
-// to both tiers; otherwise L2 keeps the entry L2TTL and L1 for L1TTL. A
-// negative entry lives NegativeTTL in both.
-func (c *Cache[V]) ttls(chosen time.Duration, notFound bool) (l2TTL, l1Want time.Duration) {
-	switch {
-	case notFound:
-		return c.o.NegativeTTL, c.o.NegativeTTL
-	case chosen > 0:
-		return chosen, chosen
-	}
-	return c.o.L2TTL, 0
-}
-
-// newer returns the live entry a refused fill found in the table (a write
-// that landed while the fill loaded), if it can be decoded: callers of the
-// fill get that rather than their older load.
-func (c *Cache[V]) newer(err error) (*entry[V], bool) {
-	var ce *l2.ConflictError
-	if !errors.As(err, &ce) || ce.Current == nil {
-		return nil, false
-	}
-	return c.fromItem(*ce.Current)
-}
-
-// l1TTL is the L1 lifetime of an entry whose L2 item expires at exp (zero:
-// unknown) and whose preferred TTL is want: never past the L2 item. It is
-// <= 0 when exp has passed: such an entry must not be stored.
-func (c *Cache[V]) l1TTL(want time.Duration, exp time.Time) time.Duration {
-	if want <= 0 {
-		want = c.o.L1TTL
-	}
-	if want > c.o.L1MaxTTL {
-		want = c.o.L1MaxTTL
-	}
-	if !exp.IsZero() {
-		if left := time.Until(exp); left < want {
-			want = left
-		}
-	}
-	return want
 }
 
 // ensureTable creates (CreateTable) or checks the table; a table that does

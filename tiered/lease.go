@@ -6,41 +6,35 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/tieredcache/tieredcache/l1"
 	"github.com/tieredcache/tieredcache/l2"
 )
 
-// acquireOrWait takes the fill lease on key, after memcache's leases. It
-// returns the lease token when this flight may call the loader, or an entry
-// when another node filled the key while we waited. It returns ("", nil) when
-// the loader should run without a lease: DynamoDB failed (then down is set),
-// or the holder did not fill within LeaseWait.
-//
-// corrupt is the lookup's count of corrupt items: an undecodable item met
-// here is counted only if the lookup has not counted one yet.
-func (c *Cache[V]) acquireOrWait(ctx context.Context, key string, fence l1.Fence, corrupt *corruptOnce) (lease string, filled *entry[V], down bool) {
+// acquireOrWait is the fill's lease step, after memcache's leases. It takes
+// the fill lease on j's key (then j's write is guarded by it), or adopts the
+// entry another node filled while we waited (j is finished), or leaves j to
+// load without a lease: DynamoDB failed (then j.down is set), or the holder
+// did not fill within LeaseWait. A corrupt item met here is counted only if
+// the lookup has not counted one yet.
+func (f *fill[V]) acquireOrWait(j *job[V]) {
+	c := f.c
 	token := c.owner + "/" + strconv.FormatUint(c.leaseSeq.Add(1), 36)
 	deadline := time.Now().Add(c.o.LeaseWait)
 	backoff := 2 * time.Millisecond
 	for {
 		res, err := l2Call(c, func() (l2.LeaseResult, error) {
-			return c.l2.AcquireLease(ctx, key, token, c.o.LeaseTTL)
+			return c.l2.AcquireLease(f.ctx, j.key, token, c.o.LeaseTTL)
 		})
-		if err != nil {
-			return "", nil, l2Down(err)
-		}
-		if res.Acquired {
+		switch {
+		case err != nil:
+			j.down = l2Down(err)
+			return
+		case res.Acquired:
 			c.stats.leasesAcquired.Add(1)
-			return token, nil, false
-		}
-		if res.Current != nil { // someone filled or wrote it meanwhile
-			if e, ok := c.fromItem(*res.Current); ok {
-				c.stats.l2Hits.Add(1)
-				c.fillL1(key, fence, e, int64(len(res.Current.Value)), 0, res.Current.ExpiresAt)
-				return "", e, false
-			}
-			corrupt.count(&c.stats)
-			return "", nil, false
+			j.guard, j.lease = guardLease, token
+			return
+		case res.Current != nil: // someone filled or wrote it meanwhile
+			f.adopt(j, *res.Current)
+			return
 		}
 		// Another node holds a live lease: wait for its fill by reading L2.
 		c.stats.leaseWaits.Add(1)
@@ -48,46 +42,49 @@ func (c *Cache[V]) acquireOrWait(ctx context.Context, key string, fence l1.Fence
 		if until.After(deadline) {
 			until = deadline
 		}
-		for time.Now().Before(until) {
-			if !sleep(ctx, backoff) {
-				return "", nil, false
-			}
-			backoff = min(backoff*2, 50*time.Millisecond)
-			item, err := l2Call(c, func() (l2.Item, error) { return c.l2.Get(ctx, key) })
-			if err == nil {
-				if e, ok := c.fromItem(item); ok {
-					c.stats.l2Hits.Add(1)
-					c.fillL1(key, fence, e, int64(len(item.Value)), 0, item.ExpiresAt)
-					return "", e, false
-				}
-				corrupt.count(&c.stats)
-				return "", nil, false
-			}
-			if errors.Is(err, l2.ErrCorruptItem) {
-				corrupt.count(&c.stats)
-			}
-			if !errors.Is(err, l2.ErrNotFound) {
-				return "", nil, l2Down(err)
-			}
-			if !item.Leased {
-				break // released (its load failed) or expired: try to take it
-			}
+		if !f.awaitHolder(j, until, &backoff) {
+			return
 		}
 		if !time.Now().Before(deadline) {
 			c.stats.leaseTimeouts.Add(1)
-			return "", nil, false
+			return
 		}
 		// The holder released its lease or let it expire without a fill:
 		// try to take it over.
 	}
 }
 
-// releaseLease gives up a lease whose load failed, so other nodes need not
-// wait for it to expire. Best effort: the lease expires anyway.
-func (c *Cache[V]) releaseLease(key, lease string) {
-	if lease == "" {
-		return
+// awaitHolder reads L2 (with backoff) until until, for the fill of the
+// lease's holder. It reports whether to try taking the lease again: false
+// once j is answered (adopted), L2 fails, the item is corrupt or ctx ended.
+func (f *fill[V]) awaitHolder(j *job[V], until time.Time, backoff *time.Duration) bool {
+	c := f.c
+	for time.Now().Before(until) {
+		if !sleep(f.ctx, *backoff) {
+			return false
+		}
+		*backoff = min(*backoff*2, 50*time.Millisecond)
+		item, err := l2Call(c, func() (l2.Item, error) { return c.l2.Get(f.ctx, j.key) })
+		switch {
+		case err == nil:
+			f.adopt(j, item)
+			return false
+		case errors.Is(err, l2.ErrCorruptItem):
+			j.corrupt.count(&c.stats)
+			return false
+		case !errors.Is(err, l2.ErrNotFound):
+			j.down = l2Down(err)
+			return false
+		case !item.Leased:
+			return true // released (its load failed) or expired: try to take it
+		}
 	}
+	return true
+}
+
+// releaseLease gives up a lease whose load did not land, so other nodes need
+// not wait for it to expire. Best effort: the lease expires anyway.
+func (c *Cache[V]) releaseLease(key, lease string) {
 	ctx, cancel := context.WithTimeout(c.closeCtx, time.Second)
 	defer cancel()
 	_, _ = l2Call(c, func() (struct{}, error) { return struct{}{}, c.l2.ReleaseLease(ctx, key, lease) })

@@ -4,23 +4,56 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // errLoadTimedOut is the cause of a load context that ran out of LoadTimeout.
 var errLoadTimedOut = errors.New("tiered: LoadTimeout")
 
-// loadCtx is the context of one shared load (a flight, a GetMany's load, a
-// refresh): values's values, not its cancellation (one caller giving up does
-// not fail the others), LoadTimeout, and Close. Its cause says which ended
-// it, for loadErr.
-func (c *Cache[V]) loadCtx(values context.Context) (context.Context, context.CancelFunc) {
-	timed, cancelTimeout := context.WithTimeoutCause(context.WithoutCancel(values), c.o.LoadTimeout, errLoadTimedOut)
-	ctx, cancel := context.WithCancelCause(timed)
-	stop := context.AfterFunc(c.closeCtx, func() { cancel(ErrClosed) })
-	return ctx, func() {
-		stop()
-		cancel(context.Canceled)
-		cancelTimeout()
+// loadCtx is the context of one fill (a Get's or GetOrLoad's, a GetMany's,
+// a refresh): values's values, not its cancellation (one caller giving up
+// does not fail the others), and LoadTimeout, whose cause says it ended it,
+// for loadErr. Close ends it too: the fill is registered in c.live until
+// endLoad, and Close cancels every fill registered. One context and one
+// timer per fill; no goroutine, no AfterFunc on Close's context.
+func (c *Cache[V]) loadCtx(f *fill[V], values context.Context) context.Context {
+	ctx, cancel := context.WithTimeoutCause(context.WithoutCancel(values), c.o.LoadTimeout, errLoadTimedOut)
+	f.cancel = cancel
+	c.live.mu.Lock()
+	closed := c.live.closed
+	if !closed {
+		c.live.m[f] = cancel
+	}
+	c.live.mu.Unlock()
+	if closed {
+		cancel()
+	}
+	return ctx
+}
+
+// endLoad releases f's load context.
+func (c *Cache[V]) endLoad(f *fill[V]) {
+	c.live.mu.Lock()
+	delete(c.live.m, f)
+	c.live.mu.Unlock()
+	f.cancel()
+}
+
+// liveFills are the fills in flight, for Close to cancel.
+type liveFills[V any] struct {
+	mu     sync.Mutex
+	m      map[*fill[V]]context.CancelFunc
+	closed bool
+}
+
+// cancelAll cancels every fill in flight, and every fill that registers
+// from now on.
+func (l *liveFills[V]) cancelAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	for _, cancel := range l.m {
+		cancel()
 	}
 }
 
@@ -33,11 +66,11 @@ func (c *Cache[V]) loadErr(ctx context.Context, err error) error {
 		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	switch cause := context.Cause(ctx); {
-	case errors.Is(cause, ErrClosed):
-		return ErrClosed
-	case errors.Is(cause, errLoadTimedOut):
+	switch {
+	case errors.Is(context.Cause(ctx), errLoadTimedOut):
 		return fmt.Errorf("%w (%v): %w", ErrLoadTimeout, c.o.LoadTimeout, err)
+	case c.isClosed.Load(): // only Close cancels a load context otherwise
+		return ErrClosed
 	}
 	return err
 }

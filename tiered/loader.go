@@ -30,65 +30,126 @@ func SetTTL(ctx context.Context, ttl time.Duration) {
 	}
 }
 
-// loaded is one loader call's answer, ready to store.
-type loaded[V any] struct {
-	e      *entry[V]
-	enc    []byte        // the encoded value; nil for a negative entry
-	ttl    time.Duration // its L2 lifetime
-	l1Want time.Duration // its L1 lifetime (0: L1TTL)
+// source is what a fill loads from: a Loader of one key (GetOrLoad,
+// refresh-ahead) or a BatchLoader (GetMany).
+type source[V any] struct {
+	one  Loader[V]
+	many BatchLoader[V]
 }
 
-// loadSource calls loader once and turns its answer into an entry to store:
-// ErrNotFound becomes a negative entry (unless NegativeTTL < 0); any other
-// error is counted and returned, as is a value the codec cannot encode. While
-// L2 is unavailable (l2IsDown, or the breaker open) every node may reach the
-// source, so the call takes one of MaxOutageLoads slots, for the call only.
-func (c *Cache[V]) loadSource(ctx context.Context, key string, loader Loader[V], l2IsDown bool) (loaded[V], error) {
-	capped := l2IsDown || c.breaker.State() == gobreaker.StateOpen
-	if capped {
+// callSource is the one place loaders are called, once for all of jobs. It
+// runs the loader through contain (a panic or runtime.Goexit becomes
+// *LoaderPanicError, never a crash), counts the call, and, while L2 is
+// unavailable (capped, or the breaker open), takes one of MaxOutageLoads
+// slots for the call only: every node may then reach the source. Each job
+// is then either finished (its error; or not found and NegativeTTL < 0,
+// an answer not to cache) or given an entry to store (loaded).
+func (c *Cache[V]) callSource(ctx context.Context, src source[V], jobs []*job[V], capped bool) {
+	if capped || c.breaker.State() == gobreaker.StateOpen {
 		select {
 		case c.outage <- struct{}{}:
+			defer func() { <-c.outage }()
 		case <-ctx.Done():
-			return loaded[V]{}, ctx.Err()
+			for _, j := range jobs {
+				j.finish(nil, ctx.Err())
+			}
+			return
 		}
 	}
 	c.stats.loads.Add(1)
-	v, chosen, err := callLoader(ctx, key, loader)
-	if capped {
-		<-c.outage
+	choice := &ttlChoice{}
+	lctx := context.WithValue(ctx, ttlKey{}, choice)
+	var answer answerFunc[V]
+	if src.one != nil {
+		answer = callOne(lctx, src.one, jobs[0].key)
+	} else {
+		c.stats.batchLoads.Add(1)
+		c.stats.batchLoadKeys.Add(uint64(len(jobs)))
+		answer = callMany(lctx, src.many, jobs)
 	}
-	e := &entry[V]{value: v, fromSource: true}
-	switch {
-	case err == nil:
-	case errors.Is(err, ErrNotFound) && c.o.NegativeTTL > 0:
-		e = &entry[V]{notFound: true, fromSource: true}
-	case errors.Is(err, ErrNotFound):
-		// NegativeTTL < 0: an answer not to cache, not a failure.
-		return loaded[V]{}, err
-	default:
+	failed, panicked := false, false
+	for _, j := range jobs {
+		v, found, err := answer(j.key)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			j.finish(nil, err)
+			failed, panicked = true, panicked || errors.Is(err, ErrLoaderPanic)
+			continue
+		}
+		c.loaded(j, v, found, err, choice.ttl)
+	}
+	if failed {
 		c.stats.loadErrors.Add(1)
-		if errors.Is(err, ErrLoaderPanic) {
-			c.stats.loadPanics.Add(1)
-		}
-		return loaded[V]{}, err
 	}
-	ld := loaded[V]{e: e}
-	if !e.notFound {
-		if ld.enc, err = c.encode(v); err != nil {
-			return loaded[V]{}, err
-		}
+	if panicked {
+		c.stats.loadPanics.Add(1)
 	}
-	ld.ttl, ld.l1Want = c.ttls(chosen, e.notFound)
-	return ld, nil
 }
 
-// callLoader runs loader and turns a panic or runtime.Goexit into
-// *LoaderPanicError.
-func callLoader[V any](ctx context.Context, key string, loader Loader[V]) (v V, ttl time.Duration, err error) {
-	choice := &ttlChoice{}
-	ctx = context.WithValue(ctx, ttlKey{}, choice)
-	v, err = contain(func() (V, error) { return loader(ctx, key) })
-	return v, choice.ttl, err
+// answerFunc is one loader call's answer for each of its keys: the value
+// and whether it was found, or the key's error.
+type answerFunc[V any] func(key string) (V, bool, error)
+
+func callOne[V any](ctx context.Context, loader Loader[V], key string) answerFunc[V] {
+	v, err := contain(func() (V, error) { return loader(ctx, key) })
+	return func(string) (V, bool, error) { return v, err == nil, err }
+}
+
+// callMany reads a BatchLoader's answer (see BatchLoader for its meaning).
+func callMany[V any](ctx context.Context, loader BatchLoader[V], jobs []*job[V]) answerFunc[V] {
+	keys := make([]string, len(jobs))
+	for i, j := range jobs {
+		keys[i] = j.key
+	}
+	m, err := contain(func() (map[string]V, error) { return loader(ctx, keys) })
+	var be *BatchError
+	switch {
+	case err == nil:
+	case errors.As(err, &be):
+		return func(k string) (V, bool, error) {
+			if kerr := be.Errors[k]; kerr != nil {
+				var zero V
+				return zero, false, kerr
+			}
+			v, ok := m[k]
+			return v, ok, nil
+		}
+	case errors.Is(err, ErrNotFound):
+		m = nil // none of them exist
+	default:
+		return func(string) (V, bool, error) {
+			var zero V
+			return zero, false, err
+		}
+	}
+	return func(k string) (V, bool, error) {
+		v, ok := m[k]
+		return v, ok, nil
+	}
+}
+
+// loaded turns one key's answer (a value, or not found) into the entry to
+// store, with its lifetimes: ErrNotFound becomes a negative entry (unless
+// NegativeTTL < 0: then the job is finished with the loader's answer, cached
+// nowhere); a value the codec cannot encode fails the key.
+func (c *Cache[V]) loaded(j *job[V], v V, found bool, err error, chosen time.Duration) {
+	switch {
+	case found:
+		enc, err := c.encode(v)
+		if err != nil {
+			j.finish(nil, err)
+			return
+		}
+		j.e, j.enc = &entry[V]{value: v, fromSource: true}, enc
+	case c.o.NegativeTTL > 0:
+		j.e = &entry[V]{notFound: true, fromSource: true}
+	default:
+		if err == nil {
+			err = ErrNotFound
+		}
+		j.finish(nil, err)
+		return
+	}
+	j.l2TTL, j.l1Want = c.ttl.forValue(chosen, j.e.notFound)
 }
 
 // contain runs fn, a user's loader, on a goroutine of its own and waits for

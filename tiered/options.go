@@ -176,6 +176,11 @@ type Options[V any] struct {
 	testStore func(writer string, now func() time.Time) store
 }
 
+// trustWindow is T/2, StalenessBound/2: how long a poll that drained every
+// shard keeps L1 trusted, the age below which an entry is served while
+// trust has lapsed, and the age past which a fill's L2 answer is read again.
+func (o *Options[V]) trustWindow() time.Duration { return o.StalenessBound / 2 }
+
 func (o *Options[V]) setDefaults() error {
 	if o.Table == "" {
 		return fmt.Errorf("%w: Table is required", ErrInvalidOptions)
@@ -248,8 +253,8 @@ func (o *Options[V]) setDefaults() error {
 		// entries, which then expire instead of refreshing.
 		return fmt.Errorf("%w: RefreshAhead %v must be below 1-TTLJitter (%v): entries jittered short would expire before their refresh point",
 			ErrInvalidOptions, o.RefreshAhead, 1-o.TTLJitter)
-	case o.PollInterval >= o.StalenessBound/2:
-		return fmt.Errorf("%w: PollInterval %v must be well below StalenessBound/2 (%v)", ErrInvalidOptions, o.PollInterval, o.StalenessBound/2)
+	case o.PollInterval >= o.trustWindow():
+		return fmt.Errorf("%w: PollInterval %v must be well below StalenessBound/2 (%v)", ErrInvalidOptions, o.PollInterval, o.trustWindow())
 	case o.MaxOutageLoads < 0:
 		return fmt.Errorf("%w: MaxOutageLoads %d < 0", ErrInvalidOptions, o.MaxOutageLoads)
 	}

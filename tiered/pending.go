@@ -254,7 +254,6 @@ func (c *Cache[V]) knownVersion(key string) int64 {
 // reported as *TableMissingError instead (nothing to invalidate there); a
 // write that landed ends key's pending state.
 func (c *Cache[V]) afterWrite(op, key string, known int64, value []byte, err error) error {
-	c.detach(key) // whatever happened, loads in flight may predate it
 	switch {
 	case err == nil:
 		c.pend.resolve(key)

@@ -24,7 +24,6 @@ func (s sink[V]) Changed(ch invalidation.Change) {
 	if !ok {
 		return // another namespace
 	}
-	c.detach(key)
 	if !ch.Created.IsZero() {
 		c.stats.observeLag(time.Since(ch.Created))
 	}
@@ -76,7 +75,7 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 		c.stats.l2Corrupt.Add(1)
 		return false
 	}
-	ttl := c.l1TTL(0, item.ExpiresAt)
+	ttl := c.ttl.l1For(0, item.ExpiresAt)
 	if ttl <= 0 {
 		return false // expired meanwhile
 	}

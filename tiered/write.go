@@ -38,7 +38,7 @@ func (c *Cache[V]) SetWithTTL(ctx context.Context, key string, value V, ttl time
 	if err != nil {
 		return err
 	}
-	l2TTL, l1Want := c.ttls(ttl, false)
+	l2TTL, l1Want := c.ttl.forValue(ttl, false)
 	known := c.knownVersion(key)
 	defer func() { err = c.afterWrite("Set", key, known, enc, err) }() // pending.go
 	fence := c.l1.BeginFill(key)
@@ -55,7 +55,7 @@ func (c *Cache[V]) SetWithTTL(ctx context.Context, key string, value V, ttl time
 		return &L2Error{Op: "Set", Err: err}
 	}
 	e := &entry[V]{value: value, version: ver}
-	l1ttl := c.l1TTL(l1Want, time.Now().Add(l2TTL))
+	l1ttl := c.ttl.l1For(l1Want, time.Now().Add(l2TTL))
 	c.stamp(e, fence.Taken(), l1ttl)
 	// If another write of key reached us (through the stream) while ours was
 	// in flight, we cannot tell which is newer: drop the key instead.
