@@ -89,7 +89,8 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 	if !ch.Created.IsZero() {
 		at = min(now, mono.Of(ch.Created))
 	}
-	c.stamp(e, at, ttl)
+	c.stamp(e, now, ttl) // its L1 life and refresh point run from now
+	e.stored = at
 	replaced := c.l1.Replace(key, e, int64(len(item.Value)), ttl, func(old *entry[V]) bool {
 		return old.version < item.Version
 	})
