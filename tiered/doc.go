@@ -13,7 +13,11 @@
 //     refresh-ahead; one L2 read per key per process for concurrent
 //     GetOrLoads (concurrent Gets share another). With leases on (the
 //     default), at most one loader call per key across all processes while
-//     the lease holder is alive.
+//     the lease holder is alive. A caller joins a load in flight only while
+//     its key has not changed on this node since the load began and the load
+//     is younger than T/2 (else it starts its own): no caller gets a value
+//     read before a write its node knew of, or read more than T/2 before it
+//     asked.
 //   - Read-your-writes: after Set or Delete returns nil on a node, Get on that
 //     node returns the new value (or ErrNotFound).
 //   - Staleness bound: while the stream consumer is healthy, no node serves a
