@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -76,6 +77,10 @@ type entry[V any] struct {
 	notFound bool
 	// fromSource: the value came from a loader call, not from the table.
 	fromSource bool
+	// sum is valueSum of the encoded value as it is (or was written) in the
+	// table: with the writer mark and the version, it proves a stream image
+	// is this entry's own write coming back (sink.replace).
+	sum uint64
 	// stored is when the value was known current, on l1's clock: when the
 	// fill that read it began (its fence was taken), so never later than the
 	// L2 read or load it came from.
@@ -88,6 +93,12 @@ type entry[V any] struct {
 	// value served with a *StaleError.
 	err error
 }
+
+// sumSeed keys valueSum: per process, like the writer mark.
+var sumSeed = maphash.MakeSeed()
+
+// valueSum is a 64-bit hash of an encoded value (nil: a negative entry).
+func valueSum(enc []byte) uint64 { return maphash.Bytes(sumSeed, enc) }
 
 // stamp records that e's value was known current at stored (l1's clock)
 // and will live ttl in L1, and when refresh-ahead starts for it (ttl.go).

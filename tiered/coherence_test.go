@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/tieredcache/tieredcache/internal/dynamolocal"
@@ -359,5 +361,27 @@ func TestReplaceOnChangeDropsForeignLowerVersion(t *testing.T) {
 		"ver": &types.AttributeValueMemberN{Value: "0"}, // below the node's own
 		"exp": &types.AttributeValueMemberN{Value: strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)},
 	})
+	a.awaitValue(t, "k", "foreign")
+}
+
+// TestReplaceOnChangeDropsForeignValueUnderOwnMark: a foreign writer that
+// changes only the value (UpdateItem SET v), leaving this node's writer mark
+// and the version as they were, has not written this node's entry: the
+// record must not be taken for the node's own.
+func TestReplaceOnChangeDropsForeignValueUnderOwnMark(t *testing.T) {
+	a := newNode(t, dynamolocal.TableName(t), func(o *tiered.Options[string]) { o.ReplaceOnChange = true })
+	ctx := testContext(t)
+	if err := a.Set(ctx, "k", "mine"); err != nil {
+		t.Fatal(err)
+	}
+	ddb := dynamodb.NewFromConfig(awsConfig(t))
+	if _, err := ddb.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(a.tableName),
+		Key:                       map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "#k"}},
+		UpdateExpression:          aws.String("SET v = :v"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":v": &types.AttributeValueMemberB{Value: []byte("foreign")}},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	a.awaitValue(t, "k", "foreign")
 }

@@ -486,7 +486,7 @@ func (f *fill[V]) end() {
 // false, never a crash). It counts nothing: each lookup counts the corrupt
 // item it met once, in Stats.L2.Corrupt (see corruptOnce).
 func (c *Cache[V]) fromItem(item l2.Item) (*entry[V], bool) {
-	e := &entry[V]{version: item.Version, notFound: item.NotFound}
+	e := &entry[V]{version: item.Version, notFound: item.NotFound, sum: valueSum(item.Value)}
 	if !item.NotFound {
 		v, err := c.decode(item.Value)
 		if err != nil {

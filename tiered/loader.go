@@ -139,9 +139,9 @@ func (c *Cache[V]) loaded(j *job[V], v V, found bool, err error, chosen time.Dur
 			j.finish(nil, err)
 			return
 		}
-		j.e, j.enc = &entry[V]{value: v, fromSource: true}, enc
+		j.e, j.enc = &entry[V]{value: v, fromSource: true, sum: valueSum(enc)}, enc
 	case c.o.NegativeTTL > 0:
-		j.e = &entry[V]{notFound: true, fromSource: true}
+		j.e = &entry[V]{notFound: true, fromSource: true, sum: valueSum(nil)}
 	default:
 		if err == nil {
 			err = ErrNotFound

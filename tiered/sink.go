@@ -58,6 +58,12 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 	// may store any version, even a lower one, after ours. Drop the entry.
 	own := item.Writer != "" && item.Writer == c.owner
 	if old, ok := c.l1.Peek(key); ok && old.version >= item.Version {
+		// Its own: carries this node's mark, and is older than the entry
+		// or exactly the entry's write (same version, same encoded value:
+		// a foreign UpdateItem that changes the value but leaves the mark
+		// and the version would keep neither).
+		own = own && (old.version > item.Version ||
+			old.sum == valueSum(item.Value) && old.notFound == item.NotFound)
 		if own {
 			c.l1.Bump(key)
 			return true
@@ -104,7 +110,8 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 	// Not replaced: L1 holds nothing (invalidate, so that fills in flight
 	// lose), or an entry that became as new meanwhile (keep it if the image
 	// is provably this node's own, as above).
-	if old, ok := c.l1.Peek(key); ok && old.version >= item.Version && own {
+	if old, ok := c.l1.Peek(key); ok && own && (old.version > item.Version ||
+		old.version == item.Version && old.sum == valueSum(item.Value) && old.notFound == item.NotFound) {
 		return true
 	}
 	return false

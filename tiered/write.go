@@ -54,7 +54,7 @@ func (c *Cache[V]) SetWithTTL(ctx context.Context, key string, value V, ttl time
 		}
 		return &L2Error{Op: "Set", Err: err}
 	}
-	e := &entry[V]{value: value, version: ver}
+	e := &entry[V]{value: value, version: ver, sum: valueSum(enc)}
 	l1ttl := c.ttl.l1For(l1Want, time.Now().Add(l2TTL))
 	c.stamp(e, fence.Taken(), l1ttl)
 	// If another write of key reached us (through the stream) while ours was
