@@ -57,14 +57,6 @@ func (c *Cache[V]) lookup(key string) (*entry[V], bool) {
 	return nil, false
 }
 
-// peek is lookup for the cache's own re-checks (before a fill): nothing is
-// counted.
-func (c *Cache[V]) peek(key string) (*entry[V], bool) {
-	now := c.l1.Now()
-	e, ok := c.l1.PeekAt(key, now)
-	return e, ok && c.servableAt(e, now)
-}
-
 // servableAt says whether an L1 entry may be served at now (see lookup).
 func (c *Cache[V]) servableAt(e *entry[V], now int64) bool {
 	return now < c.trustedUntil.Load() || now-e.stored < c.halfT
