@@ -224,3 +224,36 @@ func TestLoaderOutcomes(t *testing.T) {
 		t.Errorf("%d batch loader durations; want 1", n)
 	}
 }
+
+// TestMissSpanParentsItsCalls: with TraceMisses as OnMiss, a miss is one
+// span under the caller's, and the miss's DynamoDB and loader calls are its
+// children.
+func TestMissSpanParentsItsCalls(t *testing.T) {
+	tr := newTraced(t)
+	c := newCache(t, func(o *tiered.Options[string]) {
+		o.DisableInvalidation = true
+		o.OnMiss = tieredotel.TraceMisses(tr.opts...)
+	}, tr.opts)
+	ctx := testContext(t)
+	loader := tieredotel.InstrumentLoader(func(context.Context, string) (string, error) { return "v", nil }, tr.opts...)
+	rctx, req := tr.tracer.Start(ctx, "request")
+	if v, err := c.GetOrLoad(rctx, "k", loader); err != nil || v != "v" {
+		t.Fatalf("GetOrLoad = %q, %v", v, err)
+	}
+	req.End()
+	kids := tr.childrenOf(req.SpanContext())
+	if len(kids) != 1 || kids[0].Name() != "tieredcache.miss" {
+		names := []string{}
+		for _, k := range kids {
+			names = append(names, k.Name())
+		}
+		t.Fatalf("children of the request: %v; want one tieredcache.miss", names)
+	}
+	names := map[string]int{}
+	for _, s := range tr.childrenOf(kids[0].SpanContext()) {
+		names[s.Name()]++
+	}
+	if names["DynamoDB.GetItem"] != 1 || names["tieredcache.load"] != 1 || names["DynamoDB.UpdateItem"] < 2 {
+		t.Fatalf("children of the miss: %v; want its GetItem, its load, the lease's and the fill's UpdateItem", names)
+	}
+}

@@ -37,6 +37,17 @@ import (
 // fillMode is what a fill may do.
 type fillMode uint8
 
+// String names the mode for MissInfo.Op.
+func (m fillMode) String() string {
+	switch m {
+	case modeGet:
+		return "get"
+	case modeRefresh:
+		return "refresh"
+	}
+	return "load"
+}
+
 const (
 	modeGet     fillMode = iota // Get: read the tiers, never load
 	modeLoad                    // GetOrLoad, GetMany: load what the tiers lack
@@ -111,7 +122,8 @@ type fill[V any] struct {
 	src    source[V] // modeLoad, modeRefresh
 	old    *entry[V] // modeRefresh: the entry being refreshed
 	jobs   []job[V]
-	one    [1]job[V] // jobs' storage for one key
+	one    [1]job[V]   // jobs' storage for one key
+	onEnd  func(error) // Options.OnMiss's end, if set
 }
 
 func (c *Cache[V]) newFill(mode fillMode, src source[V], keys ...string) *fill[V] {

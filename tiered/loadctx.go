@@ -19,6 +19,9 @@ var errLoadTimedOut = errors.New("tiered: LoadTimeout")
 func (c *Cache[V]) loadCtx(f *fill[V], values context.Context) context.Context {
 	ctx, cancel := context.WithTimeoutCause(context.WithoutCancel(values), c.o.LoadTimeout, errLoadTimedOut)
 	f.cancel = cancel
+	if hook := c.o.OnMiss; hook != nil {
+		ctx, f.onEnd = hook(ctx, MissInfo{Op: f.mode.String(), Keys: len(f.jobs)})
+	}
 	c.live.mu.Lock()
 	closed := c.live.closed
 	if !closed {
@@ -31,8 +34,18 @@ func (c *Cache[V]) loadCtx(f *fill[V], values context.Context) context.Context {
 	return ctx
 }
 
-// endLoad releases f's load context.
+// endLoad releases f's load context (and ends OnMiss's span, with the
+// first error of f's keys).
 func (c *Cache[V]) endLoad(f *fill[V]) {
+	if f.onEnd != nil {
+		var err error
+		for i := range f.jobs {
+			if err = f.jobs[i].out.err; err != nil {
+				break
+			}
+		}
+		f.onEnd(err)
+	}
 	c.live.mu.Lock()
 	delete(c.live.m, f)
 	c.live.mu.Unlock()

@@ -1,6 +1,7 @@
 package tiered
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -31,6 +32,12 @@ const (
 	DefaultMaxPendingInvalidations = 10000           // failed invalidations kept for retry
 	DefaultPendingDrainTimeout     = 2 * time.Second // how long Close retries them
 )
+
+// MissInfo describes one fill for Options.OnMiss.
+type MissInfo struct {
+	Op   string // "get" (Get), "load" (GetOrLoad, GetMany) or "refresh" (refresh-ahead)
+	Keys int    // keys it fills: 1, or a GetMany's missing keys
+}
 
 // Options configures a Cache. The zero value of every field but Table is
 // useful.
@@ -157,6 +164,15 @@ type Options[V any] struct {
 	// Logger receives operational events (never keys, values or
 	// credentials). Default: discard.
 	Logger *slog.Logger
+	// OnMiss, if set, is called once per fill (the shared work of a miss: a
+	// Get or GetOrLoad flight, a GetMany's batch, a refresh-ahead), on the
+	// goroutine that runs it, with the context it runs on (the caller's
+	// values, not its cancellation). The context it returns is the one the
+	// fill's DynamoDB calls and loader calls get; end is called with the
+	// fill's first error (nil: none) when it is over. For tracing (a span per
+	// miss: the otel module's tieredotel.TraceMisses): nothing calls it on an
+	// L1 hit.
+	OnMiss func(ctx context.Context, miss MissInfo) (_ context.Context, end func(error))
 	// OnInvalidate, if set, is called after the stream made this node drop or
 	// replace a key, with the record's approximate creation time. It runs on
 	// the consumer's goroutine: keep it short.
