@@ -11,8 +11,8 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Nested modules (own go.mod, so their dependencies stay out of the core
 # module): templates and IAM proofs, the example service, the compression
 # codec, the benchmark report tool (bench/peers has benchmarks only), and
-# OpenTelemetry.
-NESTED    ?= deploy examples compress bench/report otel
+# OpenTelemetry, and fan-out (bridge and pods over NATS).
+NESTED    ?= deploy examples compress bench/report otel fanout
 
 .PHONY: all deps test test-loaded demo demo-metrics example bench bench-compress bench-report redis-server fuzz vet fmt clean
 

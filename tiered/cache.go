@@ -44,6 +44,7 @@ type Cache[V any] struct {
 	o        Options[V]
 	l2       store // *l2.Table, but in tests (store.go)
 	consumer *invalidation.Consumer
+	source   invalidation.Source // Options.Invalidation, started (nil otherwise)
 	breaker  *gobreaker.CircuitBreaker[any]
 	outage   chan struct{} // semaphore for loader calls while L2 is unavailable
 	owner    string        // this node's identity: in leases, and the writer mark on its entries
@@ -114,7 +115,7 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 		return nil, err
 	}
 	var cfg aws.Config
-	if o.testStore == nil && (o.DynamoDB == nil || (o.Streams == nil && !o.DisableInvalidation)) {
+	if o.testStore == nil && (o.DynamoDB == nil || (o.Streams == nil && !o.DisableInvalidation && o.Invalidation == nil)) {
 		if o.AWS != nil {
 			cfg = *o.AWS
 		} else {
@@ -170,6 +171,11 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 
 	if o.DisableInvalidation {
 		c.trustedUntil.Store(math.MaxInt64)
+	} else if o.Invalidation != nil {
+		if err := startSource(ctx, c); err != nil {
+			l1c.Close()
+			return nil, err
+		}
 	} else if c.consumer, err = startConsumer(ctx, c, cfg, ddb); err != nil {
 		l1c.Close()
 		return nil, err
@@ -208,6 +214,25 @@ func startConsumer[V any](ctx context.Context, c *Cache[V], cfg aws.Config, ddb 
 	return consumer, nil
 }
 
+// startSource starts Options.Invalidation in place of the stream consumer.
+// On failure it is closed, so that nothing it started outlives New.
+func startSource[V any](ctx context.Context, c *Cache[V]) error {
+	now := consumerNow(c.o.clock)
+	if now == nil {
+		now = time.Now
+	}
+	src := c.o.Invalidation
+	err := src.Start(ctx, invalidation.SourceConfig{
+		Sink: sink[V]{c}, StaleAfter: c.o.trustWindow(), Now: now, Logger: c.o.Logger,
+	})
+	if err != nil {
+		_ = src.Close()
+		return fmt.Errorf("tiered: start invalidation source: %w", err)
+	}
+	c.source = src
+	return nil
+}
+
 // consumerNow is the stream consumer's clock: nil (time.Now) unless a test
 // installed one, which the consumer then shares, so that the trust deadlines
 // it sets are on the scale the hit path reads.
@@ -235,7 +260,7 @@ func newOwnerID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Close stops the stream consumer, cancels loads in flight, waits for every
+// Close stops the stream consumer (or closes Options.Invalidation), cancels loads in flight, waits for every
 // goroutine the cache started and releases L1. It is safe to call twice and
 // concurrently with any other method; those return ErrClosed afterwards.
 func (c *Cache[V]) Close() error {
@@ -252,6 +277,9 @@ func (c *Cache[V]) Close() error {
 		c.live.cancelAll()
 		if c.consumer != nil {
 			_ = c.consumer.Close()
+		}
+		if c.source != nil {
+			_ = c.source.Close()
 		}
 		c.wg.Wait()
 		_ = c.l1.Close()

@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+
+	"github.com/tieredcache/tieredcache/invalidation"
 )
 
 // Defaults for Options. A zero field means its default.
@@ -110,6 +112,14 @@ type Options[V any] struct {
 	// DisableInvalidation turns the stream consumer off: only for a single
 	// node, or tests. Other nodes' writes then reach this L1 only by expiry.
 	DisableInvalidation bool
+	// Invalidation, when set, replaces the built-in stream consumer: the
+	// cache then reads no stream, and Invalidation delivers "key changed",
+	// "flush" and trust deadlines to the cache (for example the fan-out
+	// module's pod source, github.com/tieredcache/tieredcache/fanout). New
+	// starts it (after the table check) and Close closes it; it must not be
+	// shared between caches. Streams and PollInterval are then unused. Nil:
+	// the built-in consumer. Ignored with DisableInvalidation.
+	Invalidation invalidation.Source
 	// ReplaceOnChange, for a table whose stream view includes NEW_IMAGE,
 	// replaces an L1 entry in place with the stream's newer version instead of
 	// dropping it, so a hot key does not send every node to DynamoDB at once.

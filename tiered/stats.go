@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tieredcache/tieredcache/invalidation"
 )
 
 // Stats is a snapshot of what a Cache has done since New, grouped by concern
@@ -167,9 +169,11 @@ type BreakerStats struct {
 
 // StreamStats describes the stream consumer (package invalidation) and what
 // it did to L1. With Options.DisableInvalidation, Enabled is false and so is
-// every other field.
+// every other field. With Options.Invalidation, the consumer's fields come
+// from the source's Stats (invalidation.StatsSource), zero if it has none.
 type StreamStats struct {
-	// Enabled: a stream consumer runs (Options.DisableInvalidation unset).
+	// Enabled: a stream consumer or Options.Invalidation runs
+	// (Options.DisableInvalidation unset).
 	Enabled bool
 	// Degraded: trust in L1 does not hold now, as the hit path decides it
 	// from the clock: only L1 entries younger than T/2 are served.
@@ -242,6 +246,23 @@ func (s *counters) observeLag(d time.Duration) {
 	s.lagMu.Unlock()
 }
 
+// sourceStats is the state of what invalidates L1: the stream consumer, or
+// Options.Invalidation (its Stats when it implements
+// invalidation.StatsSource, zero otherwise). enabled is false when neither
+// runs.
+func (c *Cache[V]) sourceStats() (enabled bool, cs invalidation.Stats) {
+	switch {
+	case c.consumer != nil:
+		return true, c.consumer.Stats()
+	case c.source != nil:
+		if s, ok := c.source.(invalidation.StatsSource); ok {
+			cs = s.Stats()
+		}
+		return true, cs
+	}
+	return false, cs
+}
+
 // u64 converts a counter kept as int64 by another package.
 func u64(n int64) uint64 { return uint64(max(n, 0)) }
 
@@ -296,8 +317,8 @@ func (c *Cache[V]) Stats() Stats {
 	byp := min(st.L1.Bypassed, st.L1.Hits)
 	st.L1.Hits -= byp
 	st.L1.Misses += byp
-	if c.consumer != nil {
-		cs := c.consumer.Stats()
+	enabled, cs := c.sourceStats()
+	if enabled {
 		st.Stream = StreamStats{
 			Enabled:          true,
 			Degraded:         c.l1.Now() >= c.trustedUntil.Load(),

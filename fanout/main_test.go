@@ -1,0 +1,197 @@
+package fanout_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/tieredcache/tieredcache/fanout"
+	"github.com/tieredcache/tieredcache/internal/dynamolocal"
+	"github.com/tieredcache/tieredcache/invalidation"
+	"github.com/tieredcache/tieredcache/l2"
+	"github.com/tieredcache/tieredcache/tiered"
+)
+
+// TestMain runs the tests, stops DynamoDB Local and checks for leaked
+// goroutines (goleak, in dynamolocal.Main).
+func TestMain(m *testing.M) { dynamolocal.Main(m) }
+
+// natsServer is an embedded NATS server on loopback that can be stopped and
+// started again on the same port.
+type natsServer struct {
+	t    testing.TB
+	port int
+	ns   *server.Server
+}
+
+func startNATS(t testing.TB) *natsServer {
+	t.Helper()
+	s := &natsServer{t: t, port: -1}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *natsServer) start() {
+	s.t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: s.port, NoLog: true, NoSigs: true})
+	if err != nil {
+		s.t.Fatalf("nats server: %v", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		s.t.Fatalf("nats server not ready")
+	}
+	s.ns = ns
+	s.port = ns.Addr().(*net.TCPAddr).Port
+}
+
+func (s *natsServer) stop() {
+	if s.ns != nil {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+		s.ns = nil
+	}
+}
+
+func (s *natsServer) url() string { return "nats://127.0.0.1:" + itoa(s.port) }
+
+func itoa(n int) string { return (&net.TCPAddr{Port: n}).String()[1:] }
+
+func dial(t testing.TB, s *natsServer) *fanout.NATS {
+	t.Helper()
+	tr, err := fanout.DialNATS(s.url())
+	if err != nil {
+		t.Fatalf("DialNATS: %v", err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	return tr
+}
+
+func testContext(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// pod is one cache in fan-out mode.
+type pod struct {
+	*tiered.Cache[string]
+	src    *fanout.Pod
+	events chan string // keys invalidated
+}
+
+func newPod(t testing.TB, cfg aws.Config, table string, tr fanout.Transport) *pod {
+	t.Helper()
+	src, err := fanout.NewPod(fanout.PodOptions{Transport: tr, Subject: fanout.DefaultSubject(table)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pod{src: src, events: make(chan string, 1<<16)}
+	c, err := tiered.New(testContext(t), tiered.Options[string]{
+		Table: table, CreateTable: true, AWS: &cfg, CallTimeout: 5 * time.Second,
+		Invalidation: src,
+		OnInvalidate: func(key string, _ time.Time) {
+			select {
+			case p.events <- key:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		t.Fatalf("tiered.New: %v", err)
+	}
+	p.Cache = c
+	t.Cleanup(func() { _ = c.Close() })
+	return p
+}
+
+func newBridge(t testing.TB, cfg aws.Config, table, id string, tr fanout.Transport, ddb fanout.TableAPI) *fanout.Bridge {
+	t.Helper()
+	if ddb == nil {
+		ddb = l2.NewClient(cfg)
+	}
+	b, err := fanout.NewBridge(fanout.BridgeOptions{ID: id, Table: table, DynamoDB: ddb,
+		Streams: invalidation.NewStreamsClient(cfg), Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// awaitCond polls cond until it holds or d passes: the bridge and the pods
+// change state on their own clocks, so a state is what can be awaited.
+func awaitCond(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	if !awaitCond(60*time.Second, cond) {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+func trusted(p *pod) func() bool { return func() bool { return !p.Stats().Stream.Degraded } }
+
+// awaitEvent waits until p invalidated key, and returns when.
+func (p *pod) awaitEvent(t testing.TB, key string) time.Time {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case k := <-p.events:
+			if k == key {
+				return time.Now()
+			}
+		case <-timeout:
+			t.Fatalf("no invalidation of %q within 30s; stream %+v; pod %+v", key, p.Stats().Stream, p.src.PodStats())
+		}
+	}
+}
+
+// crossWrite fills key on b, writes it on a, and checks that b drops it and
+// then serves the new value; it returns the ack -> evict delay.
+func crossWrite(t testing.TB, a, b *pod, key, val string) time.Duration {
+	t.Helper()
+	ctx := testContext(t)
+	if _, err := b.GetOrLoad(ctx, key, func(context.Context, string) (string, error) { return "old", nil }); err != nil {
+		t.Fatalf("fill on b: %v", err)
+	}
+	if err := a.Set(ctx, key, val); err != nil {
+		t.Fatalf("Set on a: %v", err)
+	}
+	acked := time.Now()
+	evicted := b.awaitEvent(t, key)
+	if v, err := b.Get(ctx, key); err != nil || v != val {
+		t.Fatalf("b serves %q, %v after the eviction; want %q", v, err, val)
+	}
+	return evicted.Sub(acked)
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
