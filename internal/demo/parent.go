@@ -569,7 +569,7 @@ func (r *runner) report() int {
 	sum.Ended = r.ended
 	r.view.outage = r.outage.state()
 	r.view.summary(sum, r.interrupted)
-	printMetricsSummary(r.stdout, r.children)
+	printMetricsSummary(r.stdout, r.children, r.cfg.ShowMetrics)
 	printViolations(r.stdout, r.children)
 	printFreezes(r.stdout, r.cfg, r.children, r.view.staleness())
 	if r.cfg.ShowMetrics {

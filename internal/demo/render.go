@@ -357,7 +357,7 @@ func metricsLine(children []*child) string {
 }
 
 // printMetricsSummary is the summary's line on the nodes' metrics.
-func printMetricsSummary(w io.Writer, children []*child) {
+func printMetricsSummary(w io.Writer, children []*child, shown bool) {
 	var parts []string
 	for _, c := range children {
 		if c.metricsURL == "" {
@@ -369,9 +369,14 @@ func printMetricsSummary(w io.Writer, children []*child) {
 		}
 		parts = append(parts, p)
 	}
-	if len(parts) > 0 {
-		fmt.Fprintf(w, "  metrics         %s; -show-metrics prints the scrapes\n", strings.Join(parts, ", "))
+	if len(parts) == 0 {
+		return
 	}
+	hint := "; -show-metrics prints the scrapes"
+	if shown {
+		hint = ""
+	}
+	fmt.Fprintf(w, "  metrics         %s%s\n", strings.Join(parts, ", "), hint)
 }
 
 // printScrapes prints each node's final scrape of its own /metrics.
