@@ -52,8 +52,12 @@ test-loaded:
 	echo "test-loaded: make test exited with status $$status"; \
 	exit $$status
 
+# The demo (internal/demo) with metrics: otel/cmd/demo, in the otel module so
+# that the core module does not depend on OpenTelemetry. Each node serves
+# Prometheus text on /metrics through OpenTelemetry's Prometheus exporter.
+# `go run ./cmd/demo` in the core runs the same demo without metrics.
 demo: deps
-	$(GO) run ./cmd/demo $(DEMO_ARGS)
+	cd otel && $(GO) run ./cmd/demo $(DEMO_ARGS)
 
 # The example service: DynamoDB Local, two replicas sharing one SQLite file
 # and one table, a load generator; prints the hit ratio and a write on one
@@ -61,10 +65,11 @@ demo: deps
 example: deps
 	cd examples && $(GO) run ./catalog/cmd/catalog demo $(EXAMPLE_ARGS)
 
-# Nodes serving Prometheus text on /metrics through OpenTelemetry (module
-# otel/, so that the core module does not depend on OpenTelemetry).
+# The demo, short, printing each node's last scrape of its /metrics
+# (folded into make demo; otel/examples/prometheus is the same wiring as a
+# standalone example on fixed ports).
 demo-metrics: deps
-	cd otel && $(GO) run ./examples/prometheus $(DEMO_ARGS)
+	cd otel && $(GO) run ./cmd/demo -nodes 2 -duration 10s -show-metrics $(DEMO_ARGS)
 
 bench: deps
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./bench/...

@@ -10,7 +10,9 @@
 // left out), and stops them.
 //
 //	cd otel && go run ./examples/prometheus -nodes 2 -duration 10s
-//	make demo-metrics
+//
+// make demo (otel/cmd/demo) runs the full demo with the same wiring, each
+// node on a free port; make demo-metrics prints its scrapes.
 //
 // With -node NAME it is one node: it serves until SIGTERM or SIGINT.
 package main

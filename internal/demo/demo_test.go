@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bufio"
@@ -24,7 +24,7 @@ const demoMainEnv = "TIEREDCACHE_DEMO_AS_MAIN"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(demoMainEnv) == "1" {
-		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+		os.Exit(Run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	dynamolocal.Main(m)
 }

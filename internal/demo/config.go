@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"errors"
@@ -36,6 +36,7 @@ type config struct {
 	Freeze        int           // -freeze: how many times node n1 is frozen (0 = never)
 	FreezeFor     time.Duration // how long each freeze lasts
 	FreezeGap     time.Duration // how long n1 runs between freezes
+	ShowMetrics   bool          // -show-metrics: print each node's final scrape of its /metrics
 
 	// Hidden: set by the parent for its node processes.
 	Child          bool
@@ -88,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		"n1 then only reads, the other nodes only write (a Set every 0.5 s each), -keys defaults to 1, and the run ends after the last freeze (-duration is ignored)")
 	fs.DurationVar(&c.FreezeFor, "freeze-for", 5*time.Second, "how long each -freeze lasts")
 	fs.DurationVar(&c.FreezeGap, "freeze-gap", 2*time.Second, "how long n1 runs between two freezes (at least; the next freeze also waits until n1 has read again)")
+	fs.BoolVar(&c.ShowMetrics, "show-metrics", false, "after the summary, print each node's last scrape of its /metrics (tieredcache_* series, histogram buckets left out); needs nodes that serve metrics (make demo, otel/cmd/demo)")
 	fs.BoolVar(&c.Child, "child", false, "run as one node (internal)")
 	fs.StringVar(&c.Node, "node", "", "node name (internal)")
 	fs.StringVar(&c.Table, "table", "", "cache table (internal)")

@@ -1,4 +1,4 @@
-package main
+package demo
 
 // The parent and its node processes talk in JSON lines.
 //
@@ -28,6 +28,9 @@ type message struct {
 	Stats *nodeStats `json:"s,omitempty"`
 	Ack   *ackMsg    `json:"a,omitempty"`
 	F     *freezeMsg `json:"f,omitempty"`
+	// Metrics is the URL of the node's metrics (ready; "" without a node hook
+	// that serves them).
+	Metrics string `json:"m,omitempty"`
 }
 
 // freezeMsg is one freeze of the reader (-freeze), in Unix nanoseconds: Stop
@@ -110,6 +113,12 @@ type nodeStats struct {
 
 	// -freeze, on the reader, final stats only: what happened after each resume.
 	Freezes []freezeReport `json:"freezes,omitempty"`
+
+	// With a node hook that serves metrics, final stats only: the URL and one
+	// scrape of it (tieredcache_* sample lines, histogram buckets left out),
+	// taken after the final check, before the cache was closed.
+	MetricsURL    string   `json:"metrics_url,omitempty"`
+	MetricsScrape []string `json:"metrics_scrape,omitempty"`
 }
 
 func (s *nodeStats) requests() uint64 { return s.Reads + s.Sets + s.Deletes }

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bufio"
@@ -9,8 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"math/rand"
+	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -57,7 +59,7 @@ type node struct {
 
 // runNode is main for a node process. Its stdout carries JSON lines to the
 // parent, its stdin JSON lines from it.
-func runNode(cfg config, stdin io.Reader, stdout, stderr io.Writer) int {
+func runNode(cfg config, ro runOptions, stdin io.Reader, stdout, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", cfg.Node)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -93,7 +95,7 @@ func runNode(cfg config, stdin io.Reader, stdout, stderr io.Writer) int {
 			n.lag.evicted(key, created)
 		}
 	}
-	n.cache, err = tiered.New(ctx, tiered.Options[string]{
+	opts := tiered.Options[string]{
 		Table:           cfg.Table,
 		AWS:             &awsCfg,
 		L1MaxBytes:      cfg.L1Bytes,
@@ -104,16 +106,39 @@ func runNode(cfg config, stdin io.Reader, stdout, stderr io.Writer) int {
 		L1MaxTTL:        max(cfg.L1TTL, tiered.DefaultL1MaxTTL),
 		Logger:          logger,
 		OnInvalidate:    onInvalidate,
-	})
+	}
+	if ro.cacheOpts != nil {
+		if err := ro.cacheOpts(cfg.Node, &opts); err != nil {
+			fmt.Fprintf(stderr, "node %s: cache options hook: %v\n", cfg.Node, err)
+			return 1
+		}
+	}
+	n.cache, err = tiered.New(ctx, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "node %s: %v\n", cfg.Node, err)
 		return 1
 	}
 	defer n.cache.Close()
 
+	// The node hook (metrics): stopped once, before the cache is closed.
+	var metricsURL string
+	stopHook := func() {}
+	if ro.nodeHook != nil {
+		url, stop, err := ro.nodeHook(n.cache, cfg.Node)
+		if err != nil {
+			fmt.Fprintf(stderr, "node %s: node hook: %v\n", cfg.Node, err)
+			return 1
+		}
+		metricsURL = url
+		if stop != nil {
+			stopHook = sync.OnceFunc(stop)
+		}
+	}
+	defer stopHook()
+
 	start, finish, eof := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go n.readParent(stdin, start, finish, eof)
-	n.out.send(message{T: msgReady})
+	n.out.send(message{T: msgReady, Metrics: metricsURL})
 
 	select {
 	case <-start:
@@ -181,6 +206,17 @@ func runNode(cfg config, stdin io.Reader, stdout, stderr io.Writer) int {
 	if n.fz != nil {
 		final.Freezes = n.fz.reports(n.check.h.T, n.check.h.Violations())
 	}
+	if metricsURL != "" {
+		// One scrape of our own /metrics, through the hook's HTTP server, with
+		// every counter final and the cache still open.
+		final.MetricsURL = metricsURL
+		final.MetricsScrape, err = scrapeMetrics(metricsURL)
+		if err != nil {
+			fmt.Fprintf(stderr, "node %s: scrape own metrics: %v\n", cfg.Node, err)
+			return 1
+		}
+	}
+	stopHook()
 	if err := n.cache.Close(); err != nil {
 		fmt.Fprintf(stderr, "node %s: close: %v\n", cfg.Node, err)
 		return 1
@@ -374,4 +410,37 @@ func loadString(p *atomic.Pointer[string]) string {
 		return *s
 	}
 	return ""
+}
+
+// scrapeTimeout bounds the node's scrape of its own metrics.
+const scrapeTimeout = 30 * time.Second
+
+// scrapeMetrics GETs url (Prometheus text) and returns its tieredcache_*
+// sample lines, histogram buckets left out.
+func scrapeMetrics(url string) ([]string, error) {
+	client := &http.Client{Timeout: scrapeTimeout}
+	resp, err := client.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	var lines []string
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "tieredcache_") && !strings.Contains(line, "_bucket{") {
+			lines = append(lines, line)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(lines) == 0 {
+		return nil, fmt.Errorf("GET %s: no tieredcache_ series", url)
+	}
+	return lines, nil
 }

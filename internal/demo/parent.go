@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"bufio"
@@ -36,6 +36,8 @@ type child struct {
 	in     *inbox
 	stderr *tailBuffer
 	log    *os.File // -log-dir
+
+	metricsURL string // from its ready message ("" without metrics)
 
 	ready, drained, final, exited bool
 	exitErr                       error
@@ -427,6 +429,10 @@ func (r *runner) handle(e event) {
 	switch e.msg.T {
 	case msgReady:
 		c.ready = true
+		c.metricsURL = e.msg.Metrics
+		if c.metricsURL != "" && !r.view.tty { // the terminal view shows it in its header
+			fmt.Fprintf(r.stdout, "node %s ready · metrics %s\n", c.name, c.metricsURL)
+		}
 	case msgAck:
 		line := append(e.raw, '\n')
 		for j, o := range r.children {
@@ -563,8 +569,12 @@ func (r *runner) report() int {
 	sum.Ended = r.ended
 	r.view.outage = r.outage.state()
 	r.view.summary(sum, r.interrupted)
+	printMetricsSummary(r.stdout, r.children, r.cfg.ShowMetrics)
 	printViolations(r.stdout, r.children)
 	printFreezes(r.stdout, r.cfg, r.children, r.view.staleness())
+	if r.cfg.ShowMetrics {
+		printScrapes(r.stdout, r.children)
+	}
 	if r.freeze.failed() {
 		failed = true
 	}

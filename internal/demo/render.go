@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"encoding/json"
@@ -122,6 +122,9 @@ func (v *view) planned() string {
 // tableLines is the terminal drawing: traffic, then coherence.
 func (v *view) tableLines(children []*child, phase string) []string {
 	lines := v.header(phase)
+	if m := metricsLine(children); m != "" {
+		lines = append(lines, m)
+	}
 	lines = append(lines, "",
 		fmt.Sprintf("%-5s %-9s %7s %10s %7s %7s %7s %10s %16s %7s",
 			"node", "state", "req/s", "requests", "L1 hit", "L2 hit", "loads", "DDB calls", "DDB calls saved", "errors"))
@@ -339,6 +342,56 @@ func (v *view) summary(s summary, interrupted bool) {
 	fmt.Fprintln(w)
 }
 
+// metricsLine lists the nodes' metrics URLs ("" when no node serves any).
+func metricsLine(children []*child) string {
+	var parts []string
+	for _, c := range children {
+		if c.metricsURL != "" {
+			parts = append(parts, c.name+" "+c.metricsURL)
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "Prometheus metrics: " + strings.Join(parts, " · ")
+}
+
+// printMetricsSummary is the summary's line on the nodes' metrics.
+func printMetricsSummary(w io.Writer, children []*child, shown bool) {
+	var parts []string
+	for _, c := range children {
+		if c.metricsURL == "" {
+			continue
+		}
+		p := c.name + " " + c.metricsURL
+		if c.final && c.last != nil {
+			p += fmt.Sprintf(" (%d tieredcache series scraped at the end)", len(c.last.MetricsScrape))
+		}
+		parts = append(parts, p)
+	}
+	if len(parts) == 0 {
+		return
+	}
+	hint := "; -show-metrics prints the scrapes"
+	if shown {
+		hint = ""
+	}
+	fmt.Fprintf(w, "  metrics         %s%s\n", strings.Join(parts, ", "), hint)
+}
+
+// printScrapes prints each node's final scrape of its own /metrics.
+func printScrapes(w io.Writer, children []*child) {
+	for _, c := range children {
+		if c.last == nil || len(c.last.MetricsScrape) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n# GET %s (node %s, after its workload)\n", c.last.MetricsURL, c.name)
+		for _, l := range c.last.MetricsScrape {
+			fmt.Fprintln(w, l)
+		}
+	}
+}
+
 // printViolations lists the violations nodes spelled out.
 func printViolations(w io.Writer, children []*child) {
 	for _, c := range children {
@@ -359,6 +412,8 @@ func writeSummaryJSON(path string, cfg config, s summary, children []*child, ok 
 		Final  bool       `json:"final"`
 		Stats  *nodeStats `json:"stats"`
 		Stderr string     `json:"stderr,omitempty"`
+		// Metrics is the URL the node served its metrics on ("" for none).
+		Metrics string `json:"metrics,omitempty"`
 	}
 	out := struct {
 		OK      bool      `json:"ok"`
@@ -367,7 +422,7 @@ func writeSummaryJSON(path string, cfg config, s summary, children []*child, ok 
 		Nodes   []nodeOut `json:"nodes"`
 	}{OK: ok, Config: cfg, Summary: s}
 	for _, c := range children {
-		n := nodeOut{Name: c.name, Exit: "ok", Final: c.final, Stats: c.last}
+		n := nodeOut{Name: c.name, Exit: "ok", Final: c.final, Stats: c.last, Metrics: c.metricsURL}
 		if c.cmd.Process != nil {
 			n.Pid = c.cmd.Process.Pid
 		}

@@ -1,4 +1,4 @@
-package main
+package demo
 
 // -freeze: the scenario of issue 8, item 1. Node n1 reads the hot keys in a
 // loop, the other nodes write them every 0.5 s, and the parent freezes n1
