@@ -67,7 +67,7 @@ func FuzzKeyRoundTrip(f *testing.F) {
 }
 
 var fuzzNames = []string{PartitionKeyAttr, ValueAttr, VersionAttr, ExpiresAttr, NegativeAttr, TombstoneAttr,
-	LeaseAttr, LeaseExpiresAttr, FlagsAttr, "other"}
+	LeaseAttr, LeaseExpiresAttr, flagsAttr, "other"}
 
 // attrs decodes fuzz bytes into the same item twice, as a table item and as
 // a stream image: records of [name][kind][length][payload]. The partition

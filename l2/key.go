@@ -17,7 +17,7 @@ const (
 	LeaseAttr        = "lease"
 	LeaseExpiresAttr = "lexp"
 	WriterAttr       = "w" // Options.Writer of the handle that stored the entry
-	FlagsAttr        = "cf"
+	flagsAttr        = "cf"
 )
 
 // Size limits.

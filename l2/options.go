@@ -167,8 +167,3 @@ func validTableName(name string) error {
 	return nil
 }
 
-// Name returns the table name.
-func (t *Table) Name() string { return t.o.Table }
-
-// Namespace returns the namespace.
-func (t *Table) Namespace() string { return t.o.Namespace }
