@@ -166,4 +166,3 @@ func validTableName(name string) error {
 	}
 	return nil
 }
-
