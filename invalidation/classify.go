@@ -3,6 +3,7 @@ package invalidation
 import (
 	"errors"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -56,6 +57,56 @@ func classify(err error) errClass {
 		}
 	}
 	return errOther
+}
+
+// isReaderLimit reports AWS's answer to a third process reading one shard
+// at once (LimitExceededException).
+func isReaderLimit(err error) bool {
+	var limit *types.LimitExceededException
+	var api smithy.APIError
+	return errors.As(err, &limit) || errors.As(err, &api) && api.ErrorCode() == "LimitExceededException"
+}
+
+// readerLimitWindow and readerLimitWarn: a consumer refused with
+// LimitExceededException readerLimitWarn times within readerLimitWindow says
+// so (Stats.ReaderLimited, a warning in the log at most once a window).
+const (
+	readerLimitWindow = time.Minute
+	readerLimitWarn   = 3
+)
+
+// readerLimits remembers when the last readerLimitWarn refusals happened.
+type readerLimits struct {
+	mu       sync.Mutex
+	at       [readerLimitWarn]time.Time // a ring of the last refusals
+	next     int
+	lastWarn time.Time
+}
+
+// note records a refusal at now; it reports whether to warn now.
+func (r *readerLimits) note(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.at[r.next] = now
+	r.next = (r.next + 1) % readerLimitWarn
+	if !r.pressedAt(now) || now.Sub(r.lastWarn) < readerLimitWindow && !r.lastWarn.IsZero() {
+		return false
+	}
+	r.lastWarn = now
+	return true
+}
+
+// pressed reports whether readerLimitWarn refusals happened within the last
+// readerLimitWindow before now.
+func (r *readerLimits) pressed(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pressedAt(now)
+}
+
+func (r *readerLimits) pressedAt(now time.Time) bool {
+	oldest := r.at[r.next] // the ring's oldest slot
+	return !oldest.IsZero() && now.Sub(oldest) < readerLimitWindow
 }
 
 // backoff is capped exponential backoff with "equal jitter": the wait is

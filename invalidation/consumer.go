@@ -43,13 +43,15 @@ type Consumer struct {
 
 	co coordinator // touched only by the coordinator goroutine (and Start before it runs)
 
-	st counters
+	st     counters
+	limits readerLimits
 }
 
 type counters struct {
 	records, changes, flushes, errors, throttles, renewed, quirks, completed, lost atomic.Int64
 	recordLag                                                                      atomic.Int64
 	oldest                                                                         atomic.Int64 // oldest caught-up time, 0 if unknown
+	readerLimitHits                                                                atomic.Int64
 	lastError                                                                      atomic.Pointer[string]
 }
 
@@ -92,6 +94,12 @@ type Stats struct {
 	Quirks int64
 	// LastError is the text of the last API error ("" if none).
 	LastError string
+	// ReaderLimitHits counts calls refused with LimitExceededException: AWS
+	// throttles a shard read by more than two processes at once (also in
+	// Throttles). ReaderLimited: at least three such refusals within the last
+	// minute; the consumer also logs a warning that points to fan-out.
+	ReaderLimitHits int64
+	ReaderLimited   bool
 }
 
 // New validates o and returns a Consumer that does nothing until Start.
@@ -293,6 +301,8 @@ func (c *Consumer) Stats() Stats {
 		Throttles:        c.st.throttles.Load(),
 		IteratorsRenewed: c.st.renewed.Load(),
 		Quirks:           c.st.quirks.Load(),
+		ReaderLimitHits:  c.st.readerLimitHits.Load(),
+		ReaderLimited:    c.limits.pressed(c.o.Now()),
 	}
 	if p := c.st.lastError.Load(); p != nil {
 		s.LastError = *p
@@ -327,6 +337,15 @@ func (c *Consumer) noteErr(op string, err error) {
 	c.st.errors.Add(1)
 	if classify(err) == errThrottle {
 		c.st.throttles.Add(1)
+	}
+	if (op == "GetRecords" || op == "GetShardIterator") && isReaderLimit(err) { // a shard's reader refused
+		c.st.readerLimitHits.Add(1)
+		if c.limits.note(c.o.Now()) {
+			c.o.Logger.Warn("invalidation: DynamoDB Streams refused reads with LimitExceededException "+
+				"several times in the last minute: more processes read this table's stream than AWS allows "+
+				"(two per shard), so invalidation lags; use fan-out (one stream bridge, pods on NATS: "+
+				"see the README, Fan-out)", "table", c.o.Table, "refusals", c.st.readerLimitHits.Load())
+		}
 	}
 	msg := op + ": " + err.Error()
 	c.st.lastError.Store(&msg)

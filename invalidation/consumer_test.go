@@ -1,8 +1,12 @@
 package invalidation_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -501,5 +505,51 @@ func TestStartRetriesUntilContextEnds(t *testing.T) {
 	}
 	if n := f.callCount("GetShardIterator"); n < 2 {
 		t.Errorf("Start did not retry: %d calls", n)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the consumer's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestReaderLimitSaysSoAndPointsToFanOut: a consumer whose shard reads AWS
+// refuses with LimitExceededException (a third reader of the shard) several
+// times within a minute says so, in Stats and once in its log, pointing to
+// fan-out; a DescribeStream refusal (another limit) does not count.
+func TestReaderLimitSaysSoAndPointsToFanOut(t *testing.T) {
+	f := newFake(t)
+	f.addShard("S", "", false)
+	var logs syncBuffer
+	f.inject("DescribeStream", "", "LimitExceededException", 1)
+	c, sink := start(t, f, func(o *invalidation.Options) {
+		o.StaleAfter = 10 * time.Second
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	if st := c.Stats(); st.ReaderLimitHits != 0 || st.ReaderLimited {
+		t.Fatalf("before any refused read: %+v", st)
+	}
+	f.inject("GetRecords", "S", "LimitExceededException", 4)
+	f.put("S", "k1")
+	sink.awaitKeys(t, wait, "k1") // read once the refusals are used up
+	st := c.Stats()
+	if st.ReaderLimitHits != 4 || !st.ReaderLimited || st.Throttles < 4 {
+		t.Fatalf("after 4 refused reads: hits %d, limited %v, throttles %d", st.ReaderLimitHits, st.ReaderLimited, st.Throttles)
+	}
+	if n := strings.Count(logs.String(), "use fan-out"); n != 1 {
+		t.Fatalf("%d warnings pointing to fan-out, want 1 (at most one a minute):\n%s", n, logs.String())
 	}
 }

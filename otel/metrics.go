@@ -165,6 +165,8 @@ func instruments() []inst {
 		{counter, "tieredcache.stream.errors", "{call}", "Failed DynamoDB Streams API calls, throttles included.", true, []series{u(func(s *tiered.Stats) uint64 { return s.Stream.Errors })}},
 		{counter, "tieredcache.stream.throttles", "{call}", "Throttled DynamoDB Streams API calls.", true, []series{u(func(s *tiered.Stats) uint64 { return s.Stream.Throttles })}},
 		{counter, "tieredcache.stream.iterators_renewed", "{iterator}", "Shard iterators replaced after expiry or rejection.", true, []series{u(func(s *tiered.Stats) uint64 { return s.Stream.IteratorsRenewed })}},
+		{counter, "tieredcache.stream.reader_limit_hits", "{call}", "Stream reads refused with LimitExceededException: more than two readers of a shard (use fan-out).", true, []series{u(func(s *tiered.Stats) uint64 { return s.Stream.ReaderLimitHits })}},
+		{gauge, "tieredcache.stream.reader_limited", "{state}", "1 while three or more reads were refused with LimitExceededException within the last minute.", true, []series{b(func(s *tiered.Stats) bool { return s.Stream.ReaderLimited })}},
 		{counter, "tieredcache.stream.quirks", "{event}", "DynamoDB Local oddities worked around.", true, []series{u(func(s *tiered.Stats) uint64 { return s.Stream.Quirks })}},
 	}
 }

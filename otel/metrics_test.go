@@ -119,6 +119,7 @@ var exported = map[string]string{
 	"Stream.Invalidations": "tieredcache.invalidations", "Stream.Replacements": "tieredcache.invalidations",
 	"Stream.Flushes": "tieredcache.flushes", "Stream.Errors": "tieredcache.stream.errors", "Stream.Throttles": "tieredcache.stream.throttles",
 	"Stream.IteratorsRenewed": "tieredcache.stream.iterators_renewed", "Stream.Quirks": "tieredcache.stream.quirks",
+	"Stream.ReaderLimitHits": "tieredcache.stream.reader_limit_hits", "Stream.ReaderLimited": "tieredcache.stream.reader_limited",
 	"Stream.RecordLag": "tieredcache.stream.record_lag", "Stream.RecordLagMax": "tieredcache.stream.record_lag",
 	"Stream.RecordLagMean": "tieredcache.stream.record_lag",
 }

@@ -210,6 +210,12 @@ type StreamStats struct {
 	IteratorsRenewed, Quirks uint64
 	// LastError is the text of the last stream API error ("" if none).
 	LastError string
+	// ReaderLimitHits counts stream reads refused with LimitExceededException
+	// (more than two processes read one shard: AWS's limit; also in
+	// Throttles). ReaderLimited: three or more within the last minute; the
+	// node also logs a warning pointing to fan-out (README, Fan-out).
+	ReaderLimitHits uint64
+	ReaderLimited   bool
 	// RecordLag, RecordLagMax and RecordLagMean are record ages when applied
 	// (now minus the record's ApproximateCreationDateTime): the last, the
 	// largest and the mean over this cache's records. Coarse: AWS rounds
@@ -339,6 +345,8 @@ func (c *Cache[V]) Stats() Stats {
 			IteratorsRenewed: u64(cs.IteratorsRenewed),
 			Quirks:           u64(cs.Quirks),
 			LastError:        cs.LastError,
+			ReaderLimitHits:  u64(cs.ReaderLimitHits),
+			ReaderLimited:    cs.ReaderLimited,
 		}
 		s.lagMu.Lock()
 		st.Stream.RecordLag, st.Stream.RecordLagMax = s.lagLast, s.lagMax
