@@ -16,13 +16,25 @@ import (
 
 // TestEndToEndEvictsThroughBridge: a write on pod A evicts pod B's copy
 // through the bridge and NATS; neither pod reads the stream.
+// It runs over each transport, behind the reader-limit guard (as every
+// bridge test does, see newBridge).
 func TestEndToEndEvictsThroughBridge(t *testing.T) {
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := tc.start(t)
+			endToEnd(t, tc.name, srv.dial(t), srv.dial(t), srv.dial(t))
+		})
+	}
+}
+
+// endToEnd runs 300 cross writes between two pods through one bridge, each
+// on its own transport connection.
+func endToEnd(t *testing.T, name string, ta, tb, tbr fanout.Transport) {
 	cfg := dynamolocal.AWSConfig(dynamolocal.ForTest(t).Endpoint())
 	table := dynamolocal.TableName(t)
-	ns := startNATS(t)
-	a := newPod(t, cfg, table, dial(t, ns))
-	b := newPod(t, cfg, table, dial(t, ns))
-	br := newBridge(t, cfg, table, "bridge-1", dial(t, ns), nil)
+	a := newPod(t, cfg, table, ta)
+	b := newPod(t, cfg, table, tb)
+	br := newBridge(t, cfg, table, "bridge-1", tbr, nil)
 	waitFor(t, "the bridge to lead", func() bool { return br.Stats().Leader })
 	waitFor(t, "both pods trusted", func() bool { return trusted(a)() && trusted(b)() })
 
@@ -31,8 +43,8 @@ func TestEndToEndEvictsThroughBridge(t *testing.T) {
 	for i := range n {
 		lags = append(lags, crossWrite(t, a, b, "k"+itoa(i), "v"+itoa(i)))
 	}
-	t.Logf("ack->evict over %d writes through bridge+NATS: p50 %v, p99 %v, max %v",
-		n, percentile(lags, 0.50), percentile(lags, 0.99), percentile(lags, 1))
+	t.Logf("ack->evict over %d writes through bridge+%s: p50 %v, p99 %v, max %v",
+		n, name, percentile(lags, 0.50), percentile(lags, 0.99), percentile(lags, 1))
 	st := br.Stats()
 	t.Logf("bridge: %d messages, %d keys, %d GetRecords", st.Published, st.Keys, st.GetRecords)
 	if st.Keys < n {
@@ -45,6 +57,9 @@ func TestEndToEndEvictsThroughBridge(t *testing.T) {
 		if ps := p.src.PodStats(); ps.Gaps != 0 || ps.Undecodable != 0 {
 			t.Fatalf("messages lost or unreadable on loopback: %+v", ps)
 		}
+	}
+	if g := guardOf(t, table).Stats(); g.Admitted == 0 || g.MaxReaders > 1 {
+		t.Fatalf("the bridge's reads did not pass the guard as one reader: %+v", g)
 	}
 }
 
@@ -109,12 +124,17 @@ func TestSequenceGapFlushes(t *testing.T) {
 // TestTransportLossLapsesTrustAndFlushes: NATS down for a few seconds: the
 // pods' trust lapses by itself, and they flush when the connection is back.
 func TestTransportLossLapsesTrustAndFlushes(t *testing.T) {
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) { transportLoss(t, tc.start(t)) })
+	}
+}
+
+func transportLoss(t *testing.T, ns pubsubServer) {
 	cfg := dynamolocal.AWSConfig(dynamolocal.ForTest(t).Endpoint())
 	table := dynamolocal.TableName(t)
-	ns := startNATS(t)
-	a := newPod(t, cfg, table, dial(t, ns))
-	b := newPod(t, cfg, table, dial(t, ns))
-	br := newBridge(t, cfg, table, "bridge-1", dial(t, ns), nil)
+	a := newPod(t, cfg, table, ns.dial(t))
+	b := newPod(t, cfg, table, ns.dial(t))
+	br := newBridge(t, cfg, table, "bridge-1", ns.dial(t), nil)
 	waitFor(t, "both pods trusted", func() bool { return trusted(a)() && trusted(b)() })
 	crossWrite(t, a, b, "before", "v1")
 
@@ -122,8 +142,8 @@ func TestTransportLossLapsesTrustAndFlushes(t *testing.T) {
 	stopped := time.Now()
 	ns.stop()
 	waitFor(t, "both pods degraded", func() bool { return !trusted(a)() && !trusted(b)() })
-	t.Logf("NATS stopped: both pods degraded after %v (T/2 = %v)", time.Since(stopped), fanout.DefaultStalenessBound/2)
-	time.Sleep(3 * time.Second) // the outage itself: NATS stays down this long
+	t.Logf("server stopped: both pods degraded after %v (T/2 = %v)", time.Since(stopped), fanout.DefaultStalenessBound/2)
+	time.Sleep(3 * time.Second) // the outage itself: the server stays down this long
 	ns.start()
 	waitFor(t, "both pods reconnected", func() bool {
 		return a.src.PodStats().Reconnects >= 1 && b.src.PodStats().Reconnects >= 1
