@@ -22,14 +22,14 @@ func TestEndToEndEvictsThroughBridge(t *testing.T) {
 	for _, tc := range transports {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := tc.start(t)
-			endToEnd(t, tc.name, srv.dial(t), srv.dial(t), srv.dial(t))
+			endToEnd(t, tc.name, 300, srv.dial(t), srv.dial(t), srv.dial(t))
 		})
 	}
 }
 
-// endToEnd runs 300 cross writes between two pods through one bridge, each
+// endToEnd runs n cross writes between two pods through one bridge, each
 // on its own transport connection.
-func endToEnd(t *testing.T, name string, ta, tb, tbr fanout.Transport) {
+func endToEnd(t *testing.T, name string, n int, ta, tb, tbr fanout.Transport) {
 	cfg := dynamolocal.AWSConfig(dynamolocal.ForTest(t).Endpoint())
 	table := dynamolocal.TableName(t)
 	a := newPod(t, cfg, table, ta)
@@ -38,7 +38,6 @@ func endToEnd(t *testing.T, name string, ta, tb, tbr fanout.Transport) {
 	waitFor(t, "the bridge to lead", func() bool { return br.Stats().Leader })
 	waitFor(t, "both pods trusted", func() bool { return trusted(a)() && trusted(b)() })
 
-	const n = 300
 	lags := make([]time.Duration, 0, n)
 	for i := range n {
 		lags = append(lags, crossWrite(t, a, b, "k"+itoa(i), "v"+itoa(i)))
@@ -47,7 +46,7 @@ func endToEnd(t *testing.T, name string, ta, tb, tbr fanout.Transport) {
 		n, name, percentile(lags, 0.50), percentile(lags, 0.99), percentile(lags, 1))
 	st := br.Stats()
 	t.Logf("bridge: %d messages, %d keys, %d GetRecords", st.Published, st.Keys, st.GetRecords)
-	if st.Keys < n {
+	if st.Keys < int64(n) {
 		t.Fatalf("bridge published %d keys for %d writes", st.Keys, n)
 	}
 	for _, p := range []*pod{a, b} {
@@ -216,6 +215,11 @@ func TestLeaderFailover(t *testing.T) {
 	crossWrite(t, b, a, "after2", "v3")
 	if got := b1.Stats().GetRecords; got != s1.GetRecords {
 		t.Fatalf("bridge-1 read the stream after the takeover: GetRecords %d -> %d", s1.GetRecords, got)
+	}
+	// Two candidates, one guard: the limit is never hit (newBridge's
+	// cleanup checks it again once both bridges are closed).
+	if g := guardOf(t, table).Stats(); g.Admitted == 0 || g.Refused != 0 {
+		t.Fatalf("reader-limit guard: %+v; want reads admitted and none refused", g)
 	}
 	t.Logf("failover: epoch %d -> %d; bridge-1 stepped down %v before bridge-2's takeover began",
 		old.Epoch, s2.Epoch, s2.LeadingSince.Sub(s1.LastReadEnd))
