@@ -39,11 +39,16 @@ func endToEnd(t *testing.T, name string, n int, ta, tb, tbr fanout.Transport) {
 	waitFor(t, "both pods trusted", func() bool { return trusted(a)() && trusted(b)() })
 
 	lags := make([]time.Duration, 0, n)
+	flushed := 0
 	for i := range n {
-		lags = append(lags, crossWrite(t, a, b, "k"+itoa(i), "v"+itoa(i)))
+		lag, f := crossWrite(t, a, b, "k"+itoa(i), "v"+itoa(i))
+		lags = append(lags, lag)
+		if f {
+			flushed++
+		}
 	}
-	t.Logf("ack->evict over %d writes through bridge+%s: p50 %v, p99 %v, max %v",
-		n, name, percentile(lags, 0.50), percentile(lags, 0.99), percentile(lags, 1))
+	t.Logf("ack->evict over %d writes through bridge+%s: p50 %v, p99 %v, max %v (%d dropped by a flush: epoch changes %d)",
+		n, name, percentile(lags, 0.50), percentile(lags, 0.99), percentile(lags, 1), flushed, b.src.PodStats().EpochChanges)
 	st := br.Stats()
 	t.Logf("bridge: %d messages, %d keys, %d GetRecords", st.Published, st.Keys, st.GetRecords)
 	if st.Keys < int64(n) {

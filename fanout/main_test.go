@@ -199,23 +199,52 @@ func (p *pod) awaitEvent(t testing.TB, key string) time.Time {
 	}
 }
 
-// crossWrite fills key on b, writes it on a, and checks that b drops it and
-// then serves the new value; it returns the ack -> evict delay.
-func crossWrite(t testing.TB, a, b *pod, key, val string) time.Duration {
+// awaitDrop waits until p invalidated key or flushed its whole L1 (a flush
+// counted after flushes), and returns when and whether it was a flush. A
+// bridge that loses its lease under load (say, a renewal slower than the
+// TTL) comes back with a new epoch from LATEST: the pods flush rather than
+// evict what changed meanwhile. The Pod counts a flush under the lock it
+// holds while flushing, so once counted, the L1 is empty.
+func (p *pod) awaitDrop(t testing.TB, key string, flushes int64) (time.Time, bool) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case k := <-p.events:
+			if k == key {
+				return time.Now(), false
+			}
+		case <-tick.C:
+			if p.src.PodStats().Flushes > flushes {
+				return time.Now(), true
+			}
+		case <-timeout:
+			t.Fatalf("no invalidation of %q within 30s; stream %+v; pod %+v", key, p.Stats().Stream, p.src.PodStats())
+		}
+	}
+}
+
+// crossWrite fills key on b, writes it on a, and checks that b drops it (by
+// an eviction or a flush) and then serves the new value; it returns the ack
+// -> drop delay and whether the drop was a flush.
+func crossWrite(t testing.TB, a, b *pod, key, val string) (time.Duration, bool) {
 	t.Helper()
 	ctx := testContext(t)
 	if _, err := b.GetOrLoad(ctx, key, func(context.Context, string) (string, error) { return "old", nil }); err != nil {
 		t.Fatalf("fill on b: %v", err)
 	}
+	flushes := b.src.PodStats().Flushes
 	if err := a.Set(ctx, key, val); err != nil {
 		t.Fatalf("Set on a: %v", err)
 	}
 	acked := time.Now()
-	evicted := b.awaitEvent(t, key)
+	evicted, flushed := b.awaitDrop(t, key, flushes)
 	if v, err := b.Get(ctx, key); err != nil || v != val {
 		t.Fatalf("b serves %q, %v after the eviction; want %q", v, err, val)
 	}
-	return evicted.Sub(acked)
+	return evicted.Sub(acked), flushed
 }
 
 func percentile(d []time.Duration, p float64) time.Duration {

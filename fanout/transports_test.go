@@ -63,14 +63,21 @@ type redisServer struct {
 	t    testing.TB
 	bin  string
 	dir  string
+	args []string // extra configuration, e.g. ACL users
+	opts redis.Options
 	port int
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
-func startRedis(t testing.TB) *redisServer {
+func startRedis(t testing.TB) *redisServer { return startRedisWith(t, redis.Options{}) }
+
+// startRedisWith starts redis-server with args added to its command line;
+// opts (credentials, TLS) are what the readiness check and dial use, with
+// Addr set here.
+func startRedisWith(t testing.TB, opts redis.Options, args ...string) *redisServer {
 	t.Helper()
-	s := &redisServer{t: t, bin: redisBinary(t), dir: t.TempDir()}
+	s := &redisServer{t: t, bin: redisBinary(t), dir: t.TempDir(), args: args, opts: opts}
 	s.start()
 	t.Cleanup(s.stop)
 	return s
@@ -95,14 +102,17 @@ func (s *redisServer) start() {
 		if first {
 			s.port = freePort(s.t)
 		}
-		cmd := exec.Command(s.bin, "--port", itoa(s.port), "--bind", "127.0.0.1", "--save", "",
-			"--appendonly", "no", "--dir", s.dir, "--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning")
+		args := append([]string{"--port", itoa(s.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--dir", s.dir, "--daemonize", "no", "--protected-mode", "no", "--loglevel", "warning"}, s.args...)
+		cmd := exec.Command(s.bin, args...)
 		if err := cmd.Start(); err != nil {
 			s.t.Fatalf("redis-server: %v", err)
 		}
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
-		c := redis.NewClient(&redis.Options{Addr: s.addr(), MaxRetries: -1})
+		o := s.opts
+		o.Addr, o.MaxRetries = s.addr(), -1
+		c := redis.NewClient(&o)
 		up := awaitCond(30*time.Second, func() bool {
 			select {
 			case <-done:
@@ -148,7 +158,9 @@ func (s *redisServer) addr() string { return "127.0.0.1:" + itoa(s.port) }
 
 func (s *redisServer) dial(t testing.TB) fanout.Transport {
 	t.Helper()
-	tr, err := fanout.DialRedis(testContext(t), &redis.Options{Addr: s.addr()})
+	o := s.opts
+	o.Addr = s.addr()
+	tr, err := fanout.DialRedis(testContext(t), &o)
 	if err != nil {
 		t.Fatalf("DialRedis: %v", err)
 	}
