@@ -18,7 +18,7 @@ NESTED    ?= deploy examples compress bench/report otel fanout
 
 all: test
 
-deps:
+deps: redis-server
 	$(GO) mod download
 	for m in $(NESTED); do (cd $$m && $(GO) mod download) || exit 1; done
 	$(GO) run ./internal/cmd/ddblocal install
@@ -85,7 +85,8 @@ fuzz:
 		done; \
 	done
 
-# redis-server for bench/peers (Redis client-side caching), from Debian's
+# redis-server for bench/peers (Redis client-side caching) and the fanout
+# tests (the Redis transport), from Debian's
 # package when missing. Only the binary is wanted: the benchmark starts it on
 # a free loopback port and stops it, so the service apt may enable is
 # disabled and stopped again (a no-op without systemd).

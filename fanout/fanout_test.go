@@ -16,26 +16,42 @@ import (
 
 // TestEndToEndEvictsThroughBridge: a write on pod A evicts pod B's copy
 // through the bridge and NATS; neither pod reads the stream.
+// It runs over each transport, behind the reader-limit guard (as every
+// bridge test does, see newBridge).
 func TestEndToEndEvictsThroughBridge(t *testing.T) {
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := tc.start(t)
+			endToEnd(t, tc.name, 300, srv.dial(t), srv.dial(t), srv.dial(t))
+		})
+	}
+}
+
+// endToEnd runs n cross writes between two pods through one bridge, each
+// on its own transport connection.
+func endToEnd(t *testing.T, name string, n int, ta, tb, tbr fanout.Transport) {
 	cfg := dynamolocal.AWSConfig(dynamolocal.ForTest(t).Endpoint())
 	table := dynamolocal.TableName(t)
-	ns := startNATS(t)
-	a := newPod(t, cfg, table, dial(t, ns))
-	b := newPod(t, cfg, table, dial(t, ns))
-	br := newBridge(t, cfg, table, "bridge-1", dial(t, ns), nil)
+	a := newPod(t, cfg, table, ta)
+	b := newPod(t, cfg, table, tb)
+	br := newBridge(t, cfg, table, "bridge-1", tbr, nil)
 	waitFor(t, "the bridge to lead", func() bool { return br.Stats().Leader })
 	waitFor(t, "both pods trusted", func() bool { return trusted(a)() && trusted(b)() })
 
-	const n = 300
 	lags := make([]time.Duration, 0, n)
+	flushed := 0
 	for i := range n {
-		lags = append(lags, crossWrite(t, a, b, "k"+itoa(i), "v"+itoa(i)))
+		lag, f := crossWrite(t, a, b, "k"+itoa(i), "v"+itoa(i))
+		lags = append(lags, lag)
+		if f {
+			flushed++
+		}
 	}
-	t.Logf("ack->evict over %d writes through bridge+NATS: p50 %v, p99 %v, max %v",
-		n, percentile(lags, 0.50), percentile(lags, 0.99), percentile(lags, 1))
+	t.Logf("ack->evict over %d writes through bridge+%s: p50 %v, p99 %v, max %v (%d dropped by a flush: epoch changes %d)",
+		n, name, percentile(lags, 0.50), percentile(lags, 0.99), percentile(lags, 1), flushed, b.src.PodStats().EpochChanges)
 	st := br.Stats()
 	t.Logf("bridge: %d messages, %d keys, %d GetRecords", st.Published, st.Keys, st.GetRecords)
-	if st.Keys < n {
+	if st.Keys < int64(n) {
 		t.Fatalf("bridge published %d keys for %d writes", st.Keys, n)
 	}
 	for _, p := range []*pod{a, b} {
@@ -45,6 +61,9 @@ func TestEndToEndEvictsThroughBridge(t *testing.T) {
 		if ps := p.src.PodStats(); ps.Gaps != 0 || ps.Undecodable != 0 {
 			t.Fatalf("messages lost or unreadable on loopback: %+v", ps)
 		}
+	}
+	if g := guardOf(t, table).Stats(); g.Admitted == 0 || g.MaxReaders > 1 {
+		t.Fatalf("the bridge's reads did not pass the guard as one reader: %+v", g)
 	}
 }
 
@@ -109,12 +128,17 @@ func TestSequenceGapFlushes(t *testing.T) {
 // TestTransportLossLapsesTrustAndFlushes: NATS down for a few seconds: the
 // pods' trust lapses by itself, and they flush when the connection is back.
 func TestTransportLossLapsesTrustAndFlushes(t *testing.T) {
+	for _, tc := range transports {
+		t.Run(tc.name, func(t *testing.T) { transportLoss(t, tc.start(t)) })
+	}
+}
+
+func transportLoss(t *testing.T, ns pubsubServer) {
 	cfg := dynamolocal.AWSConfig(dynamolocal.ForTest(t).Endpoint())
 	table := dynamolocal.TableName(t)
-	ns := startNATS(t)
-	a := newPod(t, cfg, table, dial(t, ns))
-	b := newPod(t, cfg, table, dial(t, ns))
-	br := newBridge(t, cfg, table, "bridge-1", dial(t, ns), nil)
+	a := newPod(t, cfg, table, ns.dial(t))
+	b := newPod(t, cfg, table, ns.dial(t))
+	br := newBridge(t, cfg, table, "bridge-1", ns.dial(t), nil)
 	waitFor(t, "both pods trusted", func() bool { return trusted(a)() && trusted(b)() })
 	crossWrite(t, a, b, "before", "v1")
 
@@ -122,8 +146,8 @@ func TestTransportLossLapsesTrustAndFlushes(t *testing.T) {
 	stopped := time.Now()
 	ns.stop()
 	waitFor(t, "both pods degraded", func() bool { return !trusted(a)() && !trusted(b)() })
-	t.Logf("NATS stopped: both pods degraded after %v (T/2 = %v)", time.Since(stopped), fanout.DefaultStalenessBound/2)
-	time.Sleep(3 * time.Second) // the outage itself: NATS stays down this long
+	t.Logf("server stopped: both pods degraded after %v (T/2 = %v)", time.Since(stopped), fanout.DefaultStalenessBound/2)
+	time.Sleep(3 * time.Second) // the outage itself: the server stays down this long
 	ns.start()
 	waitFor(t, "both pods reconnected", func() bool {
 		return a.src.PodStats().Reconnects >= 1 && b.src.PodStats().Reconnects >= 1
@@ -196,6 +220,11 @@ func TestLeaderFailover(t *testing.T) {
 	crossWrite(t, b, a, "after2", "v3")
 	if got := b1.Stats().GetRecords; got != s1.GetRecords {
 		t.Fatalf("bridge-1 read the stream after the takeover: GetRecords %d -> %d", s1.GetRecords, got)
+	}
+	// Two candidates, one guard: the limit is never hit (newBridge's
+	// cleanup checks it again once both bridges are closed).
+	if g := guardOf(t, table).Stats(); g.Admitted == 0 || g.Refused != 0 {
+		t.Fatalf("reader-limit guard: %+v; want reads admitted and none refused", g)
 	}
 	t.Logf("failover: epoch %d -> %d; bridge-1 stepped down %v before bridge-2's takeover began",
 		old.Epoch, s2.Epoch, s2.LeadingSince.Sub(s1.LastReadEnd))

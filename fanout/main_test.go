@@ -2,7 +2,9 @@ package fanout_test
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/tieredcache/tieredcache/fanout"
+	"github.com/tieredcache/tieredcache/fanout/internal/readerlimit"
 	"github.com/tieredcache/tieredcache/internal/dynamolocal"
 	"github.com/tieredcache/tieredcache/invalidation"
 	"github.com/tieredcache/tieredcache/l2"
@@ -25,6 +28,7 @@ func TestMain(m *testing.M) { dynamolocal.Main(m) }
 type natsServer struct {
 	t    testing.TB
 	port int
+	tls  *tls.Config // nil: plain TCP
 	ns   *server.Server
 }
 
@@ -38,7 +42,8 @@ func startNATS(t testing.TB) *natsServer {
 
 func (s *natsServer) start() {
 	s.t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: s.port, NoLog: true, NoSigs: true})
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: s.port, NoLog: true, NoSigs: true,
+		TLSConfig: s.tls, TLSTimeout: 10})
 	if err != nil {
 		s.t.Fatalf("nats server: %v", err)
 	}
@@ -58,7 +63,12 @@ func (s *natsServer) stop() {
 	}
 }
 
-func (s *natsServer) url() string { return "nats://127.0.0.1:" + itoa(s.port) }
+func (s *natsServer) url() string {
+	if s.tls != nil {
+		return "tls://127.0.0.1:" + itoa(s.port)
+	}
+	return "nats://127.0.0.1:" + itoa(s.port)
+}
 
 func itoa(n int) string { return (&net.TCPAddr{Port: n}).String()[1:] }
 
@@ -110,13 +120,35 @@ func newPod(t testing.TB, cfg aws.Config, table string, tr fanout.Transport) *po
 	return p
 }
 
+// guards holds each table's reader-limit guard: every bridge candidate of a
+// table reads its stream through the same guard, so a design that lets a
+// third reader at a shard fails the test that runs it.
+var guards sync.Map // table -> *readerlimit.Guard
+
+// guardOf returns table's guard; the first call registers a cleanup (run
+// after the bridges', which are registered later) that fails the test if
+// the guard refused any read.
+func guardOf(t testing.TB, table string) *readerlimit.Guard {
+	g, loaded := guards.LoadOrStore(table, readerlimit.New(0, 0))
+	if !loaded {
+		t.Cleanup(func() {
+			guards.Delete(table)
+			if st := g.(*readerlimit.Guard).Stats(); st.Refused != 0 {
+				t.Errorf("the reader-limit guard refused %d GetRecords calls (more than %d readers of a shard): %+v",
+					st.Refused, readerlimit.DefaultLimit, st)
+			}
+		})
+	}
+	return g.(*readerlimit.Guard)
+}
+
 func newBridge(t testing.TB, cfg aws.Config, table, id string, tr fanout.Transport, ddb fanout.TableAPI) *fanout.Bridge {
 	t.Helper()
 	if ddb == nil {
 		ddb = l2.NewClient(cfg)
 	}
 	b, err := fanout.NewBridge(fanout.BridgeOptions{ID: id, Table: table, DynamoDB: ddb,
-		Streams: invalidation.NewStreamsClient(cfg), Transport: tr})
+		Streams: invalidation.NewStreamsClient(cfg, guardOf(t, table).Options), Transport: tr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,23 +199,52 @@ func (p *pod) awaitEvent(t testing.TB, key string) time.Time {
 	}
 }
 
-// crossWrite fills key on b, writes it on a, and checks that b drops it and
-// then serves the new value; it returns the ack -> evict delay.
-func crossWrite(t testing.TB, a, b *pod, key, val string) time.Duration {
+// awaitDrop waits until p invalidated key or flushed its whole L1 (a flush
+// counted after flushes), and returns when and whether it was a flush. A
+// bridge that loses its lease under load (say, a renewal slower than the
+// TTL) comes back with a new epoch from LATEST: the pods flush rather than
+// evict what changed meanwhile. The Pod counts a flush under the lock it
+// holds while flushing, so once counted, the L1 is empty.
+func (p *pod) awaitDrop(t testing.TB, key string, flushes int64) (time.Time, bool) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case k := <-p.events:
+			if k == key {
+				return time.Now(), false
+			}
+		case <-tick.C:
+			if p.src.PodStats().Flushes > flushes {
+				return time.Now(), true
+			}
+		case <-timeout:
+			t.Fatalf("no invalidation of %q within 30s; stream %+v; pod %+v", key, p.Stats().Stream, p.src.PodStats())
+		}
+	}
+}
+
+// crossWrite fills key on b, writes it on a, and checks that b drops it (by
+// an eviction or a flush) and then serves the new value; it returns the ack
+// -> drop delay and whether the drop was a flush.
+func crossWrite(t testing.TB, a, b *pod, key, val string) (time.Duration, bool) {
 	t.Helper()
 	ctx := testContext(t)
 	if _, err := b.GetOrLoad(ctx, key, func(context.Context, string) (string, error) { return "old", nil }); err != nil {
 		t.Fatalf("fill on b: %v", err)
 	}
+	flushes := b.src.PodStats().Flushes
 	if err := a.Set(ctx, key, val); err != nil {
 		t.Fatalf("Set on a: %v", err)
 	}
 	acked := time.Now()
-	evicted := b.awaitEvent(t, key)
+	evicted, flushed := b.awaitDrop(t, key, flushes)
 	if v, err := b.Get(ctx, key); err != nil || v != val {
 		t.Fatalf("b serves %q, %v after the eviction; want %q", v, err, val)
 	}
-	return evicted.Sub(acked)
+	return evicted.Sub(acked), flushed
 }
 
 func percentile(d []time.Duration, p float64) time.Duration {

@@ -1,7 +1,7 @@
 // Command bridge runs one fan-out bridge candidate as a standalone process:
 // it competes for the table's lease item, and while it holds it, reads the
-// table's stream and publishes batches to NATS (see package fanout). Run two
-// for a standby.
+// table's stream and publishes batches to NATS or Redis (see package fanout).
+// Run two for a standby.
 //
 // Flags (each also read from the environment variable named in brackets):
 //
@@ -10,8 +10,11 @@
 //	-id        candidate id, unique among candidates (BRIDGE_ID), default host-pid
 //	-subject   subject (TIEREDCACHE_FANOUT_SUBJECT), default fanout.DefaultSubject(table)
 //	-staleness the caches' T (TIEREDCACHE_STALENESS), default 2s
+//	-redis     Redis URL (REDIS_URL), used instead of NATS when set: redis://user:password@host:6379/0,
+//	           rediss://... for TLS (ACL user and password in the URL)
 //	-creds     NATS credentials file (NATS_CREDS)
-//	-ca, -cert, -key  TLS: CA bundle, client certificate and key (NATS_CA, NATS_CERT, NATS_KEY)
+//	-ca, -cert, -key  TLS: CA bundle, client certificate and key (NATS_CA, NATS_CERT, NATS_KEY), for
+//	           NATS or rediss://
 //
 // AWS credentials, region and endpoint come from the SDK's default chain
 // (AWS_ENDPOINT_URL is honoured).
@@ -19,6 +22,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -30,6 +35,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/nats-io/nats.go"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tieredcache/tieredcache/fanout"
 	"github.com/tieredcache/tieredcache/invalidation"
@@ -55,6 +61,7 @@ func run() error {
 	var (
 		table     = flag.String("table", env("TIEREDCACHE_TABLE", ""), "cache table (required)")
 		natsURL   = flag.String("nats", env("NATS_URL", nats.DefaultURL), "NATS server URLs")
+		redisURL  = flag.String("redis", env("REDIS_URL", ""), "Redis URL (redis:// or rediss://), instead of NATS")
 		id        = flag.String("id", env("BRIDGE_ID", host+"-"+strconv.Itoa(os.Getpid())), "candidate id")
 		subject   = flag.String("subject", env("TIEREDCACHE_FANOUT_SUBJECT", ""), "subject (default from the table)")
 		staleness = flag.String("staleness", env("TIEREDCACHE_STALENESS", "2s"), "the caches' staleness bound T")
@@ -88,7 +95,15 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("AWS config: %w", err)
 	}
-	tr, err := fanout.DialNATS(*natsURL, opts...)
+	var tr interface {
+		fanout.Transport
+		Close() error
+	}
+	if *redisURL != "" {
+		tr, err = dialRedis(ctx, *redisURL, *ca, *cert, *key)
+	} else {
+		tr, err = fanout.DialNATS(*natsURL, opts...)
+	}
 	if err != nil {
 		return err
 	}
@@ -119,4 +134,32 @@ func run() error {
 				"keys", s.Keys, "getRecords", s.GetRecords, "publishErrors", s.PublishErrors)
 		}
 	}
+}
+
+// dialRedis connects to the Redis URL; for rediss:// URLs, ca replaces the
+// system roots and cert/key are a client certificate.
+func dialRedis(ctx context.Context, url, ca, cert, key string) (*fanout.Redis, error) {
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("-redis: %w", err)
+	}
+	if o.TLSConfig != nil && ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-ca %s: no certificate found", ca)
+		}
+		o.TLSConfig.RootCAs = pool
+	}
+	if o.TLSConfig != nil && (cert != "" || key != "") {
+		c, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("-cert/-key: %w", err)
+		}
+		o.TLSConfig.Certificates = []tls.Certificate{c}
+	}
+	return fanout.DialRedis(ctx, o)
 }
