@@ -17,25 +17,8 @@ import (
 	"github.com/tieredcache/tieredcache/l2"
 )
 
-// Store is the method set tiered uses of its table (tiered's store
-// interface), with *l2.Table's documented semantics.
-type Store interface {
-	Get(ctx context.Context, key string) (l2.Item, error)
-	BatchGet(ctx context.Context, keys []string, opts ...l2.BatchGetOption) (map[string]l2.Item, error)
-	Put(ctx context.Context, key string, value []byte, ttl time.Duration) (int64, error)
-	Delete(ctx context.Context, key string) error
-	DeleteIfVersion(ctx context.Context, key string, version int64) error
-	Fill(ctx context.Context, key string, value []byte, notFound bool, ttl time.Duration, lease string, opts ...l2.FillOption) (int64, error)
-	Refresh(ctx context.Context, key string, value []byte, notFound bool, ttl time.Duration, version int64) (int64, error)
-	AcquireLease(ctx context.Context, key, owner string, ttl time.Duration) (l2.LeaseResult, error)
-	ReleaseLease(ctx context.Context, key, owner string) error
-	EncodeKey(key string) (string, error)
-	DecodeKey(pk string) (string, bool)
-	CheckValue(key string, value []byte) error
-	Stats() l2.Stats
-}
-
-var _ Store = (*l2.Table)(nil)
+// Store is the contract under test: l2.Store, what tiered uses of its table.
+type Store = l2.Store
 
 // Namespace and Writer are the options every Store under test is built with.
 const (
