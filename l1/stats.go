@@ -30,8 +30,9 @@ type Stats struct {
 	SetsFenced uint64
 	// Evictions counts entries Ristretto evicted to make room.
 	Evictions uint64
-	// Expirations counts expired entries removed by Ristretto's periodic
-	// cleanup. An expired entry is never returned, cleaned up or not.
+	// Expirations counts expired entries removed: by the Get that found one
+	// expired, or evicted by Ristretto after they expired. An expired entry
+	// is never returned, removed yet or not.
 	Expirations uint64
 	// Invalidations counts Invalidate calls.
 	Invalidations uint64

@@ -56,15 +56,9 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 	// but move the fence, as a fill still in flight may be older than it),
 	// or someone else's write whose version says nothing: a foreign writer
 	// may store any version, even a lower one, after ours. Drop the entry.
-	own := item.Writer != "" && item.Writer == c.owner
+	sum := valueSum(item.Value)
 	if old, ok := c.l1.Peek(key); ok && old.version >= item.Version {
-		// Its own: carries this node's mark, and is older than the entry
-		// or exactly the entry's write (same version, same encoded value:
-		// a foreign UpdateItem that changes the value but leaves the mark
-		// and the version would keep neither).
-		own = own && (old.version > item.Version ||
-			old.sum == valueSum(item.Value) && old.notFound == item.NotFound)
-		if own {
+		if c.ownWrite(old, item, sum) {
 			c.l1.Bump(key)
 			return true
 		}
@@ -110,11 +104,21 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 	// Not replaced: L1 holds nothing (invalidate, so that fills in flight
 	// lose), or an entry that became as new meanwhile (keep it if the image
 	// is provably this node's own, as above).
-	if old, ok := c.l1.Peek(key); ok && own && (old.version > item.Version ||
-		old.version == item.Version && old.sum == valueSum(item.Value) && old.notFound == item.NotFound) {
+	if old, ok := c.l1.Peek(key); ok && c.ownWrite(old, item, sum) {
 		return true
 	}
 	return false
+}
+
+// ownWrite reports whether the image item (whose encoded value hashes to
+// sum) is provably this node's own write of the entry old, or an older one
+// of its own: it carries this node's writer mark, and is either older than
+// old or exactly old's write (same version, same value). A foreign
+// UpdateItem that changes the value but leaves the mark and the version is
+// neither.
+func (c *Cache[V]) ownWrite(old *entry[V], item l2.Item, sum uint64) bool {
+	return item.Writer != "" && item.Writer == c.owner &&
+		(old.version > item.Version || old.version == item.Version && old.sum == sum && old.notFound == item.NotFound)
 }
 
 // Flush drops every L1 entry: the consumer may have missed changes.
