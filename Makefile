@@ -14,7 +14,7 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # OpenTelemetry, and fan-out (bridge and pods over NATS).
 NESTED    ?= deploy examples compress bench/report otel fanout
 
-.PHONY: all deps test test-loaded demo demo-metrics example bench bench-compress bench-report redis-server fuzz vet fmt clean
+.PHONY: all deps test test-loaded demo demo-metrics example bench bench-fanout bench-compress bench-report redis-server fuzz vet fmt clean
 
 all: test
 
@@ -73,6 +73,13 @@ demo-metrics: deps
 
 bench: deps
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./bench/...
+
+# Fan-out at scale: 200 pods (tiered caches in one process) on one table, one
+# bridge behind the reader-limit guard, embedded NATS; 300 paced writes per
+# mode (keys, versions, hashes). Reports ack->evict p50/p99 and broker bytes
+# and messages per changed key. About a minute per mode on 2 cores.
+bench-fanout: deps
+	cd fanout && $(GO) test -run '^$$' -bench 'FanOut200' -benchtime 300x -timeout 30m .
 
 # Every fuzz target of every package, one after another, each for FUZZTIME.
 # The seed corpus is in each package's testdata/fuzz (plain `go test` runs it

@@ -53,8 +53,10 @@ type BridgeOptions struct {
 	Subject string
 	// StalenessBound is the caches' T. Default DefaultStalenessBound.
 	StalenessBound time.Duration
-	// BatchInterval: changes are published at most this long after the
-	// bridge read them. Default min(50 ms, T/8).
+	// BatchInterval: changes are published as soon as the stream poll that
+	// read them has drained its shard (at most one message per shard poll),
+	// and at most this long after the bridge read them. Default
+	// min(50 ms, T/8).
 	BatchInterval time.Duration
 	// HeartbeatInterval: without changes, a message goes out this often.
 	// Default T/4.
@@ -360,7 +362,7 @@ func (b *Bridge) lead(ctx context.Context, epoch uint64, granted int64) {
 		}
 	}()
 
-	sk := &bridgeSink{leaseKey: b.o.LeaseKey}
+	sk := &bridgeSink{leaseKey: b.o.LeaseKey, wake: make(chan struct{}, 1)}
 	c, err := invalidation.New(invalidation.Options{
 		Streams: &guardedStreams{b: b, api: b.o.Streams}, Tables: b.o.DynamoDB, Table: b.o.Table,
 		Sink: sk, PollInterval: b.o.PollInterval, StaleAfter: b.o.StalenessBound / 2, Logger: b.o.Logger,
@@ -379,8 +381,9 @@ func (b *Bridge) lead(ctx context.Context, epoch uint64, granted int64) {
 	b.publish(lctx, stop, epoch, sk)
 }
 
-// publish sends a batch every BatchInterval when there are changes, a
-// heartbeat every HeartbeatInterval otherwise, until ctx ends or the lease
+// publish sends a batch after each shard poll that read changes (and every
+// BatchInterval while there are any), a heartbeat every HeartbeatInterval
+// otherwise, until ctx ends or the lease
 // deadline passes.
 func (b *Bridge) publish(ctx context.Context, stop context.CancelFunc, epoch uint64, sk *bridgeSink) {
 	t := time.NewTicker(b.o.BatchInterval)
@@ -396,6 +399,7 @@ func (b *Bridge) publish(ctx context.Context, stop context.CancelFunc, epoch uin
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-sk.wake: // a poll read changes: publish them now, not at the next tick
 		}
 		if b.now() >= b.deadline.Load() {
 			stop()
@@ -464,6 +468,10 @@ type batch struct {
 // bridgeSink collects the consumer's events for the publisher.
 type bridgeSink struct {
 	leaseKey string
+	// wake tells the publisher that a poll that drained a shard read
+	// changes (signalled from TrustUntil, which follows the poll's
+	// Changed calls), so they go out at once, with the watermark it set.
+	wake chan struct{}
 
 	mu    sync.Mutex
 	cur   batch
@@ -500,6 +508,12 @@ func (s *bridgeSink) TrustUntil(until time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.until = until
+	if len(s.cur.keys) > 0 || s.cur.flush {
+		select {
+		case s.wake <- struct{}{}:
+		default: // already signalled
+		}
+	}
 }
 
 // take returns what was collected, if there is anything or heartbeat is set.
