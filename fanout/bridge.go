@@ -5,15 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 
 	"github.com/tieredcache/tieredcache/invalidation"
+	"github.com/tieredcache/tieredcache/l2"
 )
 
 // DefaultSubject is the subject a bridge publishes a table's batches on.
@@ -75,6 +74,12 @@ type BridgeOptions struct {
 	LeaseMargin time.Duration
 	// CallTimeout bounds each lease call. Default 1 s, at most LeaseRenew*2.
 	CallTimeout time.Duration
+	// KeyHashes: messages name each changed item by a 64-bit hash of its
+	// partition key value (l2.PartitionKeyHash: 8 bytes, instead of the
+	// key's length and bytes). Every pod must then set PodOptions.KeyHashes
+	// (a pod without it counts such a message as unreadable: it flushes).
+	// A collision of two keys' hashes makes a pod evict the other key too.
+	KeyHashes bool
 	// LeaseKey is the lease item's partition key. Default DefaultLeaseKey;
 	// it must contain no '#' (no cache may take it for one of its keys).
 	LeaseKey string
@@ -416,7 +421,7 @@ func (b *Bridge) publish(ctx context.Context, stop context.CancelFunc, epoch uin
 		if !batch.until.IsZero() {
 			w = batch.until.Add(-b.o.StalenessBound / 2)
 		}
-		keys, vers := batch.keys, batch.vers
+		keys, vers, proofs := batch.keys, batch.vers, batch.proofs
 		for first := true; first || len(keys) > 0; first = false {
 			n, size := 0, 0
 			for n < len(keys) && (n == 0 || size+len(keys[n]) <= maxMessageKeyBytes) {
@@ -425,8 +430,15 @@ func (b *Bridge) publish(ctx context.Context, stop context.CancelFunc, epoch uin
 			}
 			m := Message{Epoch: epoch, Flush: first && batch.flush, Keys: keys[:n]}
 			if vers != nil {
-				m.Versions = vers[:n]
-				vers = vers[n:]
+				m.Versions, m.Proofs = vers[:n], proofs[:n]
+				vers, proofs = vers[n:], proofs[n:]
+			}
+			if b.o.KeyHashes {
+				m.Hashes = make([]uint64, n)
+				for i, k := range m.Keys {
+					m.Hashes[i] = l2.PartitionKeyHash(k)
+				}
+				m.Keys = nil
 			}
 			keys = keys[n:]
 			mw := w
@@ -449,7 +461,7 @@ func (b *Bridge) publish(ctx context.Context, stop context.CancelFunc, epoch uin
 				}
 			} else {
 				b.st.published.Add(1)
-				b.st.keys.Add(int64(len(m.Keys)))
+				b.st.keys.Add(int64(m.n()))
 			}
 			b.st.seq.Store(seq)
 		}
@@ -459,10 +471,11 @@ func (b *Bridge) publish(ctx context.Context, stop context.CancelFunc, epoch uin
 
 // batch is what the bridge's sink collected since the last message.
 type batch struct {
-	keys  []string
-	vers  []int64
-	flush bool
-	until time.Time
+	keys   []string
+	vers   []int64  // with NEW_IMAGE: each key's version
+	proofs []uint64 // with vers: each key's write proof (l2.Item.Proof)
+	flush  bool
+	until  time.Time
 }
 
 // bridgeSink collects the consumer's events for the publisher.
@@ -482,18 +495,36 @@ func (s *bridgeSink) Changed(c invalidation.Change) {
 	if c.PartitionKey == s.leaseKey {
 		return // the lease's own renewals: no cache holds it
 	}
+	// From a NEW_IMAGE: the version and the write proof, so that the
+	// writing pod keeps its own entry (pods evict on anything else). A
+	// lease placeholder (a fill lease taken on a vacant item; entry and
+	// version unchanged) is not sent: no pod holds an entry it changes, and
+	// the lease holder's own fill in flight must not lose its fence (as the
+	// direct mode's sink does with ReplaceOnChange). An image l2 cannot
+	// parse goes as an unproved change (proof 0): pods evict.
+	var (
+		ver   int64
+		proof uint64
+	)
+	if c.NewImage != nil {
+		item, err := l2.ItemFromStreamImage(c.NewImage)
+		if err == nil && item.Leased {
+			return
+		}
+		if err == nil {
+			ver, proof = item.Version, item.Proof()
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if c.NewImage != nil && s.cur.vers == nil {
 		s.cur.vers = make([]int64, len(s.cur.keys))
+		s.cur.proofs = make([]uint64, len(s.cur.keys))
 	}
 	s.cur.keys = append(s.cur.keys, c.PartitionKey)
 	if s.cur.vers != nil {
-		var v int64
-		if n, ok := c.NewImage["ver"].(*types.AttributeValueMemberN); ok {
-			v, _ = strconv.ParseInt(n.Value, 10, 64)
-		}
-		s.cur.vers = append(s.cur.vers, v)
+		s.cur.vers = append(s.cur.vers, ver)
+		s.cur.proofs = append(s.cur.proofs, proof)
 	}
 }
 

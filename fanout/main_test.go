@@ -95,14 +95,22 @@ type pod struct {
 	events chan string // keys invalidated
 }
 
-func newPod(t testing.TB, cfg aws.Config, table string, tr fanout.Transport) *pod {
+// newPod builds a pod; opts may change its options (pod options first: the
+// cache's Invalidation is set from them).
+func newPod(t testing.TB, cfg aws.Config, table string, tr fanout.Transport,
+	opts ...func(*tiered.Options[string], *fanout.PodOptions)) *pod {
 	t.Helper()
-	src, err := fanout.NewPod(fanout.PodOptions{Transport: tr, Subject: fanout.DefaultSubject(table)})
+	var to tiered.Options[string]
+	po := fanout.PodOptions{Transport: tr, Subject: fanout.DefaultSubject(table)}
+	for _, f := range opts {
+		f(&to, &po)
+	}
+	src, err := fanout.NewPod(po)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &pod{src: src, events: make(chan string, 1<<16)}
-	c, err := tiered.New(testContext(t), tiered.Options[string]{
+	to = tiered.Options[string]{ReplaceOnChange: to.ReplaceOnChange,
 		Table: table, CreateTable: true, AWS: &cfg, CallTimeout: 5 * time.Second,
 		Invalidation: src,
 		OnInvalidate: func(key string, _ time.Time) {
@@ -111,7 +119,8 @@ func newPod(t testing.TB, cfg aws.Config, table string, tr fanout.Transport) *po
 			default:
 			}
 		},
-	})
+	}
+	c, err := tiered.New(testContext(t), to)
 	if err != nil {
 		t.Fatalf("tiered.New: %v", err)
 	}
@@ -142,13 +151,18 @@ func guardOf(t testing.TB, table string) *readerlimit.Guard {
 	return g.(*readerlimit.Guard)
 }
 
-func newBridge(t testing.TB, cfg aws.Config, table, id string, tr fanout.Transport, ddb fanout.TableAPI) *fanout.Bridge {
+func newBridge(t testing.TB, cfg aws.Config, table, id string, tr fanout.Transport, ddb fanout.TableAPI,
+	opts ...func(*fanout.BridgeOptions)) *fanout.Bridge {
 	t.Helper()
 	if ddb == nil {
 		ddb = l2.NewClient(cfg)
 	}
-	b, err := fanout.NewBridge(fanout.BridgeOptions{ID: id, Table: table, DynamoDB: ddb,
-		Streams: invalidation.NewStreamsClient(cfg, guardOf(t, table).Options), Transport: tr})
+	o := fanout.BridgeOptions{ID: id, Table: table, DynamoDB: ddb,
+		Streams: invalidation.NewStreamsClient(cfg, guardOf(t, table).Options), Transport: tr}
+	for _, f := range opts {
+		f(&o)
+	}
+	b, err := fanout.NewBridge(o)
 	if err != nil {
 		t.Fatal(err)
 	}

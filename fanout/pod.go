@@ -34,12 +34,19 @@ type PodOptions struct {
 	// Subject is the subject the bridge publishes on. Required: use the
 	// bridge's (BridgeOptions.Subject, default DefaultSubject(table)).
 	Subject string
+	// KeyHashes must be set when the bridge sends key hashes
+	// (BridgeOptions.KeyHashes): the cache then indexes its keys by hash
+	// (invalidation.HashingSource). A pod without it counts a message of
+	// hashes as unreadable, and flushes.
+	KeyHashes bool
 }
 
 // Pod is the pod side of fan-out: an invalidation.Source (for
 // tiered.Options.Invalidation) that reads no stream. It subscribes to the
-// bridge's messages, reports each key they name as changed (evict; the
-// versions are not used yet), and keeps trust from their watermarks.
+// bridge's messages, reports each key they name as changed (by key, or by
+// hash with KeyHashes; with the version and write proof when the bridge reads
+// NEW_IMAGE, so the cache keeps its own writes), and keeps trust from their
+// watermarks.
 //
 // Trust: a message received at R (this pod's monotonic clock) says every
 // change made before SentAt-WatermarkAge (the bridge's clock) was published.
@@ -130,6 +137,9 @@ func (p *Pod) Start(_ context.Context, cfg invalidation.SourceConfig) error {
 	return nil
 }
 
+// SendsKeyHashes implements invalidation.HashingSource: PodOptions.KeyHashes.
+func (p *Pod) SendsKeyHashes() bool { return p.o.KeyHashes }
+
 // Close implements invalidation.Source.
 func (p *Pod) Close() error {
 	p.mu.Lock()
@@ -177,6 +187,10 @@ func (p *Pod) onMessage(data []byte) {
 	now := p.cfg.Now()
 	flushes := p.st.Flushes
 	m, err := DecodeMessage(data)
+	if err == nil && m.Hashes != nil && !p.o.KeyHashes {
+		p.cfg.Logger.Error("fanout: the bridge sends key hashes; set PodOptions.KeyHashes (flushing L1)")
+		err = ErrBadMessage
+	}
 	if err != nil {
 		p.st.Undecodable++
 		p.flush(ErrSequenceGap)
@@ -212,10 +226,24 @@ func (p *Pod) onMessage(data []byte) {
 		p.st.BridgeFlushes++
 		p.flush(ErrBridgeFlushed)
 	}
-	for _, k := range m.Keys {
-		p.cfg.Sink.Changed(invalidation.Change{PartitionKey: k})
+	var sums []invalidation.ImageSummary
+	if m.Proofs != nil {
+		sums = make([]invalidation.ImageSummary, len(m.Proofs))
 	}
-	p.st.Keys += int64(len(m.Keys))
+	for i := range m.n() {
+		var ch invalidation.Change
+		if m.Hashes != nil {
+			ch.KeyHash = m.Hashes[i]
+		} else {
+			ch.PartitionKey = m.Keys[i]
+		}
+		if sums != nil {
+			sums[i] = invalidation.ImageSummary{Version: m.Versions[i], Proof: m.Proofs[i]}
+			ch.Summary = &sums[i]
+		}
+		p.cfg.Sink.Changed(ch)
+	}
+	p.st.Keys += int64(m.n())
 	if m.NoTrust {
 		p.withdraw()
 		return

@@ -62,6 +62,7 @@ func BenchmarkFanOut200(b *testing.B) {
 	}{
 		{name: "keys"},
 		{name: "versions", replace: true},
+		{name: "hashes", hashes: true},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			scaleRun(b, scalePods(b), mode.replace, mode.hashes)
@@ -117,7 +118,8 @@ func scaleRun(b *testing.B, n int, replace, hashes bool) {
 	pods := make([]*tiered.Cache[string], n)
 	srcs := make([]*fanout.Pod, n)
 	for i := range n {
-		src, err := fanout.NewPod(fanout.PodOptions{Transport: dial(b, ns), Subject: fanout.DefaultSubject(table)})
+		src, err := fanout.NewPod(fanout.PodOptions{Transport: dial(b, ns), Subject: fanout.DefaultSubject(table),
+			KeyHashes: hashes})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -136,11 +138,20 @@ func scaleRun(b *testing.B, n int, replace, hashes bool) {
 	// message reached this process: ack->probe is the bridge's and the
 	// broker's part of ack->evict.
 	probe := make([]atomic.Int64, writes)
+	byHash := make(map[uint64]int, writes)
+	for i := range writes {
+		byHash[l2.KeyHash("", "k"+strconv.Itoa(i))] = i
+	}
 	unsub, err := dial(b, ns).Subscribe(fanout.DefaultSubject(table), func(data []byte) {
 		at := time.Now().UnixNano()
 		m, err := fanout.DecodeMessage(data)
 		if err != nil {
 			return
+		}
+		for _, h := range m.Hashes {
+			if i, ok := byHash[h]; ok {
+				probe[i].CompareAndSwap(0, at)
+			}
 		}
 		for _, k := range m.Keys {
 			if i, err := strconv.Atoi(k[strings.LastIndexByte(k, '#')+2:]); err == nil && i < writes {
@@ -291,8 +302,7 @@ wait:
 // reader-limit guard.
 func scaleBridge(b *testing.B, cfg aws.Config, table string, tr fanout.Transport, hashes bool) *fanout.Bridge {
 	br, err := fanout.NewBridge(fanout.BridgeOptions{ID: "bridge-1", Table: table, DynamoDB: l2.NewClient(cfg),
-		Streams: invalidation.NewStreamsClient(cfg, guardOf(b, table).Options), Transport: tr})
-	_ = hashes
+		Streams: invalidation.NewStreamsClient(cfg, guardOf(b, table).Options), Transport: tr, KeyHashes: hashes})
 	if err != nil {
 		b.Fatal(err)
 	}

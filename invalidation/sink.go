@@ -10,8 +10,14 @@ import (
 // Change is one stream record: the item with this partition key changed.
 type Change struct {
 	// PartitionKey is the value of Options.PartitionKey (N as its decimal text,
-	// B as its bytes).
+	// B as its bytes). Empty when the change names its item by KeyHash.
 	PartitionKey string
+	// KeyHash, when PartitionKey is empty, names the item by a 64-bit hash of
+	// its partition key value (l2.PartitionKeyHash): only from a Source that
+	// implements HashingSource and reports true. The sink drops every key
+	// it holds or is filling whose hash it is (a collision costs another
+	// key's eviction, nothing more).
+	KeyHash uint64
 	// EventName is INSERT, MODIFY or REMOVE.
 	EventName string
 	// ByTTL is true for a REMOVE made by DynamoDB's TTL sweeper.
@@ -23,6 +29,22 @@ type Change struct {
 	SequenceNumber string
 	// NewImage is nil unless the stream view type includes NEW_IMAGE.
 	NewImage map[string]types.AttributeValue
+	// Summary, when not nil, stands for the new image where a source
+	// carries only a compact one (the fan-out pods; NewImage is then nil).
+	// It cannot replace an entry; it lets a node keep the entry it holds
+	// when the change is provably that very write of its own.
+	Summary *ImageSummary
+}
+
+// ImageSummary is the part of a NEW_IMAGE a node needs to recognise its own
+// write.
+type ImageSummary struct {
+	// Version is the item's version (attribute ver); 0 if it has none.
+	Version int64
+	// Proof is l2.WriteProof of the image's writer mark, value and
+	// not-found flag (l2.Item.Proof); 0 for an unmarked image, which
+	// proves nothing.
+	Proof uint64
 }
 
 // Sink receives the consumer's events. Its methods are never called

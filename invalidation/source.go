@@ -27,6 +27,15 @@ type Source interface {
 	Close() error
 }
 
+// HashingSource is a Source whose changes may name items by Change.KeyHash
+// instead of their partition key. A cache whose Source reports true keeps an
+// index from the hash of each key it holds or is filling to the key (the L1
+// hit path does not touch it).
+type HashingSource interface {
+	Source
+	SendsKeyHashes() bool
+}
+
 // SourceConfig is what a cache gives its Source.
 type SourceConfig struct {
 	// Sink receives the events.

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -49,6 +48,9 @@ type Cache[V any] struct {
 	outage   chan struct{} // semaphore for loader calls while L2 is unavailable
 	owner    string        // this node's identity: in leases, and the writer mark on its entries
 	leaseSeq atomic.Uint64
+	// keys indexes keys by hash for a Source that sends key hashes
+	// (keyindex.go); nil otherwise.
+	keys *keyIndex
 
 	// flights is the in-flight registry: one fill per key at a time
 	// (flights.go).
@@ -95,11 +97,10 @@ type entry[V any] struct {
 	err error
 }
 
-// sumSeed keys valueSum: per process, like the writer mark.
-var sumSeed = maphash.MakeSeed()
-
-// valueSum is a 64-bit hash of an encoded value (nil: a negative entry).
-func valueSum(enc []byte) uint64 { return maphash.Bytes(sumSeed, enc) }
+// valueSum is a 64-bit hash of an encoded value (nil: a negative entry):
+// l2.ValueSum, the same in every process, so that a fan-out bridge's proof
+// of a write (l2.WriteProof) can be checked against it.
+func valueSum(enc []byte) uint64 { return l2.ValueSum(enc) }
 
 // stamp records that e's value was known current at stored (l1's clock)
 // and will live ttl in L1, and when refresh-ahead starts for it (ttl.go).
@@ -162,6 +163,9 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 		l2:     table,
 		outage: make(chan struct{}, o.MaxOutageLoads),
 		owner:  owner,
+	}
+	if hs, ok := o.Invalidation.(invalidation.HashingSource); ok && hs.SendsKeyHashes() && !o.DisableInvalidation {
+		c.keys = newKeyIndex(o.Namespace, o.L1MaxTTL, l1c.Now())
 	}
 	c.flights.init()
 	c.live.m = make(map[*fill[V]]context.CancelFunc)

@@ -168,7 +168,7 @@ func (f *fill[V]) begin() {
 	c := f.c
 	for i := range f.jobs {
 		j := &f.jobs[i]
-		j.fence = c.l1.BeginFill(j.key)
+		j.fence = c.beginFill(j.key)
 		if f.mode == modeRefresh {
 			continue // L1 holds the very entry being refreshed
 		}
@@ -543,5 +543,6 @@ func (c *Cache[V]) keep(key string, fence l1.Fence, e *entry[V], size int64, wan
 		return // the L2 item expired meanwhile: serve it, do not keep it
 	}
 	c.stamp(e, fence.Taken(), ttl)
+	c.indexKey(key)
 	c.l1.Fill(key, fence, e, size, ttl)
 }

@@ -70,7 +70,7 @@ func (c *Cache[V]) join(k flightKey) (*flight[V], bool) {
 	if fl, ok := r.m[k]; ok && c.joinable(fl) {
 		return fl, false
 	}
-	fl := &flight[V]{done: make(chan struct{}), fence: c.l1.BeginFill(k.key)}
+	fl := &flight[V]{done: make(chan struct{}), fence: c.beginFill(k.key)}
 	r.m[k] = fl
 	return fl, true
 }
@@ -91,7 +91,7 @@ func (c *Cache[V]) joinMany(keys []string) (owned []string, own []*flight[V], jo
 			joined[k] = fl
 			continue
 		}
-		fl := &flight[V]{done: done, batch: true, fence: c.l1.BeginFill(k)}
+		fl := &flight[V]{done: done, batch: true, fence: c.beginFill(k)}
 		r.m[flightKey{k, true}] = fl
 		owned = append(owned, k)
 		own = append(own, fl)

@@ -18,11 +18,34 @@ type sink[V any] struct{ c *Cache[V] }
 // A node's own writes come back too: with KEYS_ONLY they evict the entry the
 // write had just stored (the next Get costs one L2 read); with
 // ReplaceOnChange the versions match and nothing happens.
+//
+// A change named by hash (Change.KeyHash; a fan-out bridge with key hashes)
+// applies to every key the index holds under that hash. A change with a
+// compact image (Change.Summary) keeps the entry only if it is provably this
+// node's own write of it (keepOwn).
 func (s sink[V]) Changed(ch invalidation.Change) {
 	c := s.c
+	if ch.PartitionKey == "" {
+		if c.keys == nil {
+			return // not a HashingSource: it sends no hashes
+		}
+		var buf [2]string
+		for _, key := range c.keys.lookup(ch.KeyHash, buf[:0]) {
+			s.changed(key, ch)
+		}
+		return
+	}
 	key, ok := c.l2.DecodeKey(ch.PartitionKey)
 	if !ok {
 		return // another namespace
+	}
+	s.changed(key, ch)
+}
+
+func (s sink[V]) changed(key string, ch invalidation.Change) {
+	c := s.c
+	if ch.Summary != nil && s.keepOwn(key, *ch.Summary) {
+		return
 	}
 	if !ch.Created.IsZero() {
 		c.stats.observeLag(time.Since(ch.Created))
@@ -35,6 +58,26 @@ func (s sink[V]) Changed(ch invalidation.Change) {
 	if c.o.OnInvalidate != nil {
 		c.o.OnInvalidate(key, ch.Created)
 	}
+}
+
+// keepOwn applies a compact image: it keeps the entry L1 holds for key
+// (moving its fence, as replace does, for fills in flight may be older)
+// only if the image is exactly that entry's write by this node: the same
+// version, and a proof equal to the one this node computes from its own
+// writer mark and the entry's value. A foreign write that sets an equal
+// version carries another mark, and a change of the value under this
+// node's mark another value hash: both give another proof and evict. Unlike
+// replace, an image older than the entry is not kept (a summary does not
+// say who wrote it): that costs one L2 read.
+func (s sink[V]) keepOwn(key string, sm invalidation.ImageSummary) bool {
+	c := s.c
+	old, ok := c.l1.Peek(key)
+	if !ok || sm.Proof == 0 || old.version != sm.Version ||
+		l2.WriteProof(c.owner, old.sum, old.notFound) != sm.Proof {
+		return false
+	}
+	c.l1.Bump(key)
+	return true
 }
 
 // replace applies a NEW_IMAGE record; false means "invalidate instead".

@@ -41,7 +41,7 @@ func (c *Cache[V]) SetWithTTL(ctx context.Context, key string, value V, ttl time
 	l2TTL, l1Want := c.ttl.forValue(ttl, false)
 	known := c.knownVersion(key)
 	defer func() { err = c.afterWrite("Set", key, known, enc, err) }() // pending.go
-	fence := c.l1.BeginFill(key)
+	fence := c.beginFill(key)
 	c.stats.writes.Add(1)
 	ver, err := l2Store(c, key, enc, func() (int64, error) { return c.l2.Put(ctx, key, enc, l2TTL) })
 	if err != nil {
@@ -59,6 +59,7 @@ func (c *Cache[V]) SetWithTTL(ctx context.Context, key string, value V, ttl time
 	c.stamp(e, fence.Taken(), l1ttl)
 	// If another write of key reached us (through the stream) while ours was
 	// in flight, we cannot tell which is newer: drop the key instead.
+	c.indexKey(key)
 	c.l1.SetFenced(key, fence, e, int64(len(enc)), l1ttl)
 	return nil
 }
