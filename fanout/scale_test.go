@@ -70,30 +70,42 @@ func BenchmarkFanOut200(b *testing.B) {
 	}
 }
 
-// scaleRecorder collects eviction times per write.
+// scaleKeys is the number of distinct keys the writes cycle over: write i
+// sets key k(i mod scaleKeys), always from pod (i mod scaleKeys), after
+// every pod has read every key once (so that, in every mode, each pod holds
+// or has indexed each key: with key hashes a pod can only map a hash to a
+// key it holds or has held).
+const scaleKeys = 20
+
+// scaleRecorder collects eviction times per write. Messages reach each pod
+// in order, so the j-th eviction of key k on a pod is that of write
+// j*keys+k.
 type scaleRecorder struct {
-	pods    int
-	acked   []atomic.Int64 // per write: ack time (unix ns); 0 not yet
-	evicted [][]int64      // per write, per pod: eviction time (unix ns); 0 none
-	left    []atomic.Int32 // per write: pods still to evict (writer excluded)
-	writer  []int          // per write: the writing pod
-	own     atomic.Int64   // evictions of a write on its own writer
-	done    chan int       // write indexes whose evictions are all in
+	keys, writes int
+	armed        atomic.Bool
+	acked        []atomic.Int64   // per write: ack time (unix ns); 0: its Set failed or not yet
+	evicted      [][]int64        // per write, per pod: eviction time (unix ns); 0 none
+	count        [][]atomic.Int32 // per pod, per key: evictions seen
+	left         []atomic.Int32   // per write: pods still to evict (writer excluded)
+	own          atomic.Int64     // evictions of a key on its own writer
+	done         chan int         // write indexes whose evictions are all in
 }
 
 func (r *scaleRecorder) evict(pod int, key string) {
-	if len(key) < 2 || key[0] != 'k' {
+	if !r.armed.Load() {
 		return
 	}
-	i, err := strconv.Atoi(key[1:])
-	if err != nil || i >= len(r.evicted) {
+	k, err := keyIndexOf(key)
+	if err != nil || k >= r.keys {
 		return
 	}
-	if pod == r.writer[i] {
+	if pod == k {
 		r.own.Add(1)
 		return
 	}
-	if atomic.LoadInt64(&r.evicted[i][pod]) != 0 {
+	j := int(r.count[pod][k].Add(1)) - 1
+	i := j*r.keys + k
+	if i >= r.writes {
 		return
 	}
 	atomic.StoreInt64(&r.evicted[i][pod], time.Now().UnixNano())
@@ -102,18 +114,36 @@ func (r *scaleRecorder) evict(pod int, key string) {
 	}
 }
 
+// keyIndexOf parses k out of the benchmark's key "k<k>.<padding>".
+func keyIndexOf(key string) (int, error) {
+	if len(key) < 2 || key[0] != 'k' {
+		return 0, strconv.ErrSyntax
+	}
+	end := strings.IndexByte(key, '.')
+	if end < 0 {
+		end = len(key)
+	}
+	return strconv.Atoi(key[1:end])
+}
+
 func scaleRun(b *testing.B, n int, replace, hashes bool) {
 	cfg := dynamolocal.AWSConfig(dynamolocal.ForTest(b).Endpoint())
 	table := dynamolocal.TableName(b)
 	ns := startNATS(b)
 	writes := b.N
-	rec := &scaleRecorder{pods: n, acked: make([]atomic.Int64, writes), evicted: make([][]int64, writes),
-		left: make([]atomic.Int32, writes), writer: make([]int, writes), done: make(chan int, writes)}
+	keys := min(scaleKeys, n)
+	rec := &scaleRecorder{keys: keys, writes: writes, acked: make([]atomic.Int64, writes), evicted: make([][]int64, writes),
+		count: make([][]atomic.Int32, n), left: make([]atomic.Int32, writes), done: make(chan int, writes)}
 	for i := range writes {
 		rec.evicted[i] = make([]int64, n)
 		rec.left[i].Store(int32(n - 1))
-		rec.writer[i] = i % n
 	}
+	for p := range n {
+		rec.count[p] = make([]atomic.Int32, keys)
+	}
+	// Keys of about 40 bytes, like "k7.user-profile-…" ids: the size the
+	// README's cost arithmetic assumes.
+	key := func(k int) string { return "k" + strconv.Itoa(k) + ".3f2c9a6e-user-profile-0b7d41e29c55" }
 	ddb := l2.NewClient(cfg)
 	pods := make([]*tiered.Cache[string], n)
 	srcs := make([]*fanout.Pod, n)
@@ -134,13 +164,23 @@ func scaleRun(b *testing.B, n int, replace, hashes bool) {
 		b.Cleanup(func() { _ = c.Close() })
 		pods[i], srcs[i] = c, src
 	}
-	// A probe subscriber (one more connection) records when each key's
+	// A probe subscriber (one more connection) records when each write's
 	// message reached this process: ack->probe is the bridge's and the
 	// broker's part of ack->evict.
 	probe := make([]atomic.Int64, writes)
-	byHash := make(map[uint64]int, writes)
-	for i := range writes {
-		byHash[l2.KeyHash("", "k"+strconv.Itoa(i))] = i
+	probeCount := make([]int, keys)
+	byHash := make(map[uint64]int, keys)
+	for k := range keys {
+		byHash[l2.KeyHash("", key(k))] = k
+	}
+	probeKey := func(k int, at int64) {
+		if !rec.armed.Load() {
+			return
+		}
+		if i := probeCount[k]*keys + k; i < writes {
+			probe[i].Store(at)
+		}
+		probeCount[k]++
 	}
 	unsub, err := dial(b, ns).Subscribe(fanout.DefaultSubject(table), func(data []byte) {
 		at := time.Now().UnixNano()
@@ -149,13 +189,13 @@ func scaleRun(b *testing.B, n int, replace, hashes bool) {
 			return
 		}
 		for _, h := range m.Hashes {
-			if i, ok := byHash[h]; ok {
-				probe[i].CompareAndSwap(0, at)
+			if k, ok := byHash[h]; ok {
+				probeKey(k, at)
 			}
 		}
-		for _, k := range m.Keys {
-			if i, err := strconv.Atoi(k[strings.LastIndexByte(k, '#')+2:]); err == nil && i < writes {
-				probe[i].CompareAndSwap(0, at)
+		for _, pk := range m.Keys {
+			if k, err := keyIndexOf(pk[strings.LastIndexByte(pk, '#')+1:]); err == nil && k < keys {
+				probeKey(k, at)
 			}
 		}
 	}, func(fanout.ConnState) {})
@@ -173,18 +213,57 @@ func scaleRun(b *testing.B, n int, replace, hashes bool) {
 		}
 		return true
 	})
+	ctx := testContext(b)
+
+	// Warm-up: each key written once, its message applied everywhere, then
+	// read by every pod (L2 hits: no stream record).
+	applied := func() int64 {
+		var a int64
+		for _, s := range srcs {
+			a = min(a, s.PodStats().Keys)
+			if a == 0 {
+				a = s.PodStats().Keys
+			}
+		}
+		return a
+	}
+	before := applied()
+	for k := range keys {
+		if err := pods[k].Set(ctx, key(k), "v"); err != nil {
+			b.Fatalf("warm-up Set: %v", err)
+		}
+	}
+	waitFor(b, "the warm-up writes applied by every pod", func() bool { return applied() >= before+int64(keys) })
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := w; p < n; p += 8 {
+				for k := range keys {
+					if _, err := pods[p].Get(ctx, key(k)); err != nil {
+						b.Errorf("warm-up Get: %v", err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if b.Failed() {
+		return
+	}
 	var flushes0 int64
 	for _, s := range srcs {
 		flushes0 += s.PodStats().Flushes
 	}
 	v0, _ := ns.ns.Varz(nil)
 	pub0 := br.Stats()
-	ctx := testContext(b)
+	rec.armed.Store(true)
 
 	b.ResetTimer()
 	tick := time.NewTicker(scaleWriteEvery)
 	var (
-		wg      sync.WaitGroup
 		setErrs atomic.Int64
 		setErr  atomic.Value
 	)
@@ -193,7 +272,8 @@ func scaleRun(b *testing.B, n int, replace, hashes bool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := pods[rec.writer[i]].Set(ctx, "k"+strconv.Itoa(i), "v"); err != nil {
+			k := i % keys
+			if err := pods[k].Set(ctx, key(k), "v"+strconv.Itoa(i)); err != nil {
 				// A Set that times out on a loaded machine is left out
 				// (counted), whether or not it landed.
 				setErrs.Add(1)
@@ -248,7 +328,7 @@ wait:
 			continue // its Set failed
 		}
 		for p := range n {
-			if p == rec.writer[i] {
+			if p == i%keys {
 				continue
 			}
 			e := atomic.LoadInt64(&rec.evicted[i][p])
