@@ -81,6 +81,8 @@ type Pod struct {
 	until   time.Time // the last until granted
 	lastW   time.Time // the last watermark, on this pod's clock
 
+	warnedHashes bool // the KeyHashes mismatch was logged
+
 	st PodStats
 }
 
@@ -188,7 +190,10 @@ func (p *Pod) onMessage(data []byte) {
 	flushes := p.st.Flushes
 	m, err := DecodeMessage(data)
 	if err == nil && m.Hashes != nil && !p.o.KeyHashes {
-		p.cfg.Logger.Error("fanout: the bridge sends key hashes; set PodOptions.KeyHashes (flushing L1)")
+		if !p.warnedHashes { // once: every message of that bridge is refused
+			p.warnedHashes = true
+			p.cfg.Logger.Error("fanout: the bridge sends key hashes; set PodOptions.KeyHashes (flushing L1, not trusting it)")
+		}
 		err = ErrBadMessage
 	}
 	if err != nil {
