@@ -70,6 +70,8 @@ func run() error {
 		cert      = flag.String("cert", env("NATS_CERT", ""), "TLS client certificate")
 		key       = flag.String("key", env("NATS_KEY", ""), "TLS client key")
 	)
+	keyHashes := flag.Bool("key-hashes", env("TIEREDCACHE_FANOUT_KEY_HASHES", "") == "true",
+		"send 64-bit key hashes instead of keys (every pod needs PodOptions.KeyHashes)")
 	flag.Parse()
 	if *table == "" {
 		return fmt.Errorf("-table is required")
@@ -112,7 +114,7 @@ func run() error {
 		ID: *id, Table: *table, Subject: *subject, StalenessBound: t, Transport: tr,
 		DynamoDB: l2.NewClient(cfg, l2.WithLogger(logger)),
 		Streams:  invalidation.NewStreamsClient(cfg, invalidation.WithLogger(logger)),
-		Logger:   logger,
+		Logger:   logger, KeyHashes: *keyHashes,
 	})
 	if err != nil {
 		return err
