@@ -388,8 +388,7 @@ func (b *Bridge) lead(ctx context.Context, epoch uint64, granted int64) {
 
 // publish sends a batch after each shard poll that read changes (and every
 // BatchInterval while there are any), a heartbeat every HeartbeatInterval
-// otherwise, until ctx ends or the lease
-// deadline passes.
+// otherwise, until ctx ends or the lease deadline passes.
 func (b *Bridge) publish(ctx context.Context, stop context.CancelFunc, epoch uint64, sk *bridgeSink) {
 	t := time.NewTicker(b.o.BatchInterval)
 	defer t.Stop()
