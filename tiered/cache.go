@@ -165,7 +165,7 @@ func New[V any](ctx context.Context, o Options[V]) (*Cache[V], error) {
 		owner:  owner,
 	}
 	if hs, ok := o.Invalidation.(invalidation.HashingSource); ok && hs.SendsKeyHashes() && !o.DisableInvalidation {
-		c.keys = newKeyIndex(o.Namespace, o.L1MaxTTL, l1c.Now())
+		c.keys = newKeyIndex(o.Namespace, o.L1MaxTTL, l1c.Now)
 	}
 	c.flights.init()
 	c.live.m = make(map[*fill[V]]context.CancelFunc)

@@ -16,9 +16,11 @@ import (
 // stored. The L1-hit path never touches it.
 //
 // It forgets nothing a change may still need: every stored entry dies within
-// L1MaxTTL, and a key stays indexed for at least that long after its last
-// registration: keys go into the current generation; generations rotate
-// every period (>= L1MaxTTL); the previous one is kept for a period more.
+// L1MaxTTL of being stored, and a key stays indexed for at least a period
+// (L1MaxTTL + 1 s, the second covering the moment between registering and
+// storing) after its last registration: keys go into the current
+// generation; generations rotate every period, on the L1 clock read under
+// the stripe lock; the previous one is kept for a period more.
 // Entries evicted early stay indexed until then (an eviction by hash of an
 // absent key is a no-op). Memory: about 50 bytes per key registered within
 // the last two periods (the key's bytes are shared with the caller's
@@ -29,7 +31,8 @@ import (
 // index collision, like a message's hash collision, costs an eviction only.
 type keyIndex struct {
 	namespace string
-	period    int64 // nanoseconds on the l1 clock
+	period    int64        // nanoseconds on the l1 clock
+	now       func() int64 // the l1 clock
 	stripes   [keyIndexStripes]keyIndexStripe
 }
 
@@ -41,23 +44,24 @@ type keyIndexStripe struct {
 	since     int64 // when cur began (l1 clock)
 }
 
-func newKeyIndex(namespace string, maxTTL time.Duration, now int64) *keyIndex {
-	x := &keyIndex{namespace: namespace, period: int64(maxTTL)}
+func newKeyIndex(namespace string, maxTTL time.Duration, now func() int64) *keyIndex {
+	x := &keyIndex{namespace: namespace, period: int64(maxTTL + time.Second), now: now}
+	t := now()
 	for i := range x.stripes {
 		x.stripes[i].cur = map[uint64]string{}
-		x.stripes[i].since = now
+		x.stripes[i].since = t
 	}
 	return x
 }
 
-// add indexes key at now (l1 clock); it returns a different key displaced by
-// a collision, which the caller must invalidate, or "".
-func (x *keyIndex) add(key string, now int64) (displaced string) {
+// add indexes key; it returns a different key displaced by a collision,
+// which the caller must invalidate, or "".
+func (x *keyIndex) add(key string) (displaced string) {
 	h := l2.KeyHash(x.namespace, key)
 	s := &x.stripes[h%keyIndexStripes]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if now-s.since >= x.period {
+	if now := x.now(); now-s.since >= x.period {
 		s.prev, s.cur, s.since = s.cur, make(map[uint64]string, len(s.cur)), now
 	}
 	if old, ok := s.cur[h]; ok && old != key {
@@ -86,7 +90,7 @@ func (c *Cache[V]) indexKey(key string) {
 	if c.keys == nil {
 		return
 	}
-	if d := c.keys.add(key, c.l1.Now()); d != "" {
+	if d := c.keys.add(key); d != "" {
 		c.l1.Invalidate(d)
 	}
 }
