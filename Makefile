@@ -71,8 +71,10 @@ example: deps
 demo-metrics: deps
 	cd otel && $(GO) run ./cmd/demo -nodes 2 -duration 10s -show-metrics $(DEMO_ARGS)
 
+# The core suites, then the fan-out scale benchmark (bench-fanout).
 bench: deps
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) ./bench/...
+	$(MAKE) bench-fanout
 
 # Fan-out at scale: 200 pods (tiered caches in one process) on one table, one
 # bridge behind the reader-limit guard, embedded NATS; 300 paced writes per
