@@ -49,6 +49,8 @@ type node struct {
 	begin time.Time
 	fz    *freezeLog // -freeze, on the reader only
 
+	status func() []Field // WithNodeStatus
+
 	stopping atomic.Bool
 	seq      atomic.Uint64
 
@@ -77,10 +79,11 @@ func runNode(cfg config, ro runOptions, stdin io.Reader, stdout, stderr io.Write
 		t = tiered.DefaultStalenessBound
 	}
 	n := &node{
-		cfg:   cfg,
-		check: newOnlineChecker(t, checkDelay),
-		lag:   newAckLag(),
-		out:   &lineWriter{w: stdout},
+		cfg:    cfg,
+		status: ro.status,
+		check:  newOnlineChecker(t, checkDelay),
+		lag:    newAckLag(),
+		out:    &lineWriter{w: stdout},
 		src: &source{
 			ddb:     dynamodb.NewFromConfig(sourceConfig(awsCfg, cfg.SourceEndpoint)),
 			table:   cfg.SourceTable,
@@ -371,6 +374,9 @@ func (n *node) stats(final bool) *nodeStats {
 	s.AckLagN, s.AckLagP50, s.AckLagP99, s.AckLagMax = lagN, ms(p50), ms(p99), ms(mx)
 	var samples []string
 	s.Checked, s.Violations, s.Unverified, samples = n.check.counts()
+	if n.status != nil {
+		s.Fields = n.status()
+	}
 	if final {
 		s.Samples = samples
 	}
