@@ -43,12 +43,13 @@ type config struct {
 	Node           string
 	Table          string
 	SourceTable    string
-	SourceEndpoint string // "" = the cache's endpoint
-	Role           string // -freeze: "reader" (n1) or "writer" (the others); "" otherwise
+	SourceEndpoint string        // "" = the cache's endpoint
+	Role           string        // -freeze: "reader" (n1) or "writer" (the others); "" otherwise
+	RampUp         time.Duration // the node's rate climbs to -rate over this long (0: at once)
 }
 
 // hiddenFlags are left out of -help: they are the parent's business.
-var hiddenFlags = map[string]bool{"child": true, "node": true, "table": true, "source-table": true, "source-endpoint": true, "role": true}
+var hiddenFlags = map[string]bool{"child": true, "node": true, "table": true, "source-table": true, "source-endpoint": true, "role": true, "ramp-up": true}
 
 // Roles of the nodes under -freeze.
 const (
@@ -64,9 +65,12 @@ const freezeWriteEvery = 500 * time.Millisecond
 // totals (up to 3 nodes: 2000 and 8 per node), so that many node processes
 // still run on a small machine with DynamoDB Local: every node's L1 starts
 // cold, and DynamoDB Local answering late trips the nodes' breakers.
+// Their requests also climb to -rate over manyNodesRampUp: DynamoDB Local,
+// cold, answering every node's cold misses at once, times calls out.
 const (
 	defaultTotalRate    = 3000
 	defaultTotalWorkers = 24
+	manyNodesRampUp     = 5 * time.Second
 )
 
 func parseFlags(args []string, stderr io.Writer, extra func(*flag.FlagSet)) (config, error) {
@@ -105,6 +109,7 @@ func parseFlags(args []string, stderr io.Writer, extra func(*flag.FlagSet)) (con
 	fs.StringVar(&c.SourceTable, "source-table", "", "source-of-truth table (internal)")
 	fs.StringVar(&c.SourceEndpoint, "source-endpoint", "", "source-of-truth endpoint (internal)")
 	fs.StringVar(&c.Role, "role", "", "node role under -freeze (internal)")
+	fs.DurationVar(&c.RampUp, "ramp-up", 0, "the node's rate climbs to -rate over this long (internal)")
 	if extra != nil {
 		extra(fs)
 	}
@@ -132,6 +137,7 @@ func parseFlags(args []string, stderr io.Writer, extra func(*flag.FlagSet)) (con
 		c.Keys = 1 // one hot key: every read after a resume is of a key written during the freeze
 	}
 	if !c.Child && c.Nodes > 3 {
+		c.RampUp = manyNodesRampUp
 		if !set["rate"] {
 			c.Rate = max(defaultTotalRate/c.Nodes, 1)
 		}
@@ -205,6 +211,7 @@ func (c config) childArgs(node string) []string {
 	}
 	return []string{
 		"-role", c.Role,
+		"-ramp-up", c.RampUp.String(),
 		"-child", "-node", node, "-table", c.Table, "-source-table", c.SourceTable,
 		"-keys", strconv.Itoa(c.Keys),
 		"-l1-bytes", strconv.FormatInt(c.L1Bytes, 10),

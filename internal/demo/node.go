@@ -284,7 +284,7 @@ func (n *node) work(id int64) {
 			} else if d < -time.Second {
 				next = time.Now() // far behind (a slow phase): do not burst to catch up
 			}
-			next = next.Add(every)
+			next = next.Add(n.rampedInterval(every))
 		}
 		key := keyName(zipf.Uint64())
 		if rng.Float64()*100 < n.cfg.WritePct {
@@ -293,6 +293,19 @@ func (n *node) work(id int64) {
 			n.read(key)
 		}
 	}
+}
+
+// rampedInterval is every, stretched while -ramp-up lasts: the rate climbs
+// from a tenth of -rate to all of it.
+func (n *node) rampedInterval(every time.Duration) time.Duration {
+	if n.cfg.RampUp <= 0 {
+		return every
+	}
+	frac := float64(time.Since(n.begin)) / float64(n.cfg.RampUp)
+	if frac >= 1 {
+		return every
+	}
+	return time.Duration(float64(every) / max(frac, 0.1))
 }
 
 func (n *node) read(key string) {

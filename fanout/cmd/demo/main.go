@@ -272,16 +272,42 @@ func (n *nodeSide) cacheOptions(node string, o *tiered.Options[string]) error {
 
 // hook starts the bridge candidate once the cache is built; it stops before
 // the cache closes.
+//
+// In fan-out mode it then waits until the Pod trusts L1 (a bridge was
+// elected and its first message arrived), so that the node reports ready, and
+// the workload starts, with invalidation working: a pod without trust serves
+// only young L1 entries, and twenty such pods at once load DynamoDB Local
+// more than the run itself.
 func (n *nodeSide) hook(cache *tiered.Cache[string], _ string) (string, func(), error) {
 	n.cache = cache
-	if n.bridge == nil {
-		return "", nil, nil
+	stop := func() {}
+	if n.bridge != nil {
+		if err := n.bridge.Start(); err != nil {
+			return "", nil, err
+		}
+		stop = func() { _ = n.bridge.Close() }
 	}
-	if err := n.bridge.Start(); err != nil {
-		return "", nil, err
+	if n.pod == nil {
+		return "", stop, nil
 	}
-	return "", func() { _ = n.bridge.Close() }, nil
+	// The Pod reports trust only through Stats: poll it.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(trustTimeout)
+	for !n.pod.Stats().Healthy {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			stop()
+			return "", nil, fmt.Errorf("fan-out: no trusted message from a bridge within %v", trustTimeout)
+		}
+	}
+	return "", stop, nil
 }
+
+// trustTimeout bounds a node's wait for its first trusted message: the
+// candidates' election, their stream consumer's start, and one batch.
+const trustTimeout = time.Minute
 
 // status is the node's fields in the live view.
 func (n *nodeSide) status() []demo.Field {
