@@ -194,8 +194,22 @@ func (p *parentSide) summary() []string {
 	if p.fan {
 		mode = "fan-out"
 	}
-	return []string{fmt.Sprintf("reader limit    %s mode: GetRecords %d admitted, %d refused (LimitExceededException), at most %d readers on a shard; %s",
-		mode, st.Admitted, st.Refused, st.MaxReaders, strings.Join(per, ", "))}
+	named := p.guard.Named()
+	names := make([]string, 0, len(named))
+	for name := range named {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var readers []string
+	for _, name := range names {
+		r := named[name]
+		readers = append(readers, fmt.Sprintf("%s %d/%d", name, r.Admitted, r.Refused))
+	}
+	return []string{
+		fmt.Sprintf("reader limit    %s mode: GetRecords %d admitted, %d refused (LimitExceededException), at most %d readers on a shard; %s",
+			mode, st.Admitted, st.Refused, st.MaxReaders, strings.Join(per, ", ")),
+		"                readers (GetRecords admitted/refused): " + strings.Join(readers, ", "),
+	}
 }
 
 // err fails a fan-out run whose readers the guard had to refuse.

@@ -166,3 +166,14 @@ func (g *Guard) reader(name string) int {
 	}
 	return id
 }
+
+// Named returns the counters of every reader a Proxy has seen, by name.
+func (g *Guard) Named() map[string]ReaderStats {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[string]ReaderStats, len(g.names))
+	for name, id := range g.names {
+		out[name] = *g.byReader[id]
+	}
+	return out
+}
