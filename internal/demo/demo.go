@@ -1,9 +1,11 @@
 // Package demo is the tieredcache demo: several node processes against one
 // DynamoDB table, each showing what it does. It is a package rather than a
-// command so that two mains can run it: cmd/demo in the core module (no
-// metrics) and otel/cmd/demo in the otel module, whose node hook serves each
-// node's metrics as Prometheus text through OpenTelemetry without the core
-// module depending on OpenTelemetry.
+// command so that several mains can run it: cmd/demo in the core module (no
+// metrics), otel/cmd/demo in the otel module, whose node hook serves each
+// node's metrics as Prometheus text through OpenTelemetry, and
+// fanout/cmd/demo in the fanout module, whose mode hooks (WithFlags,
+// WithParent, WithCacheOptions, WithNodeStatus) run it in fan-out mode over
+// an embedded NATS server; the core module depends on neither.
 //
 // The parent process starts DynamoDB Local (installing it on first use),
 // creates the cache table and a source-of-truth table, and starts -nodes
