@@ -63,13 +63,14 @@ const freezeWriteEvery = 500 * time.Millisecond
 
 // Above 3 nodes, the defaults of -rate and -workers are shares of these
 // totals (up to 3 nodes: 2000 and 8 per node), so that many node processes
-// still run on a small machine with DynamoDB Local: every node's L1 starts
-// cold, and DynamoDB Local answering late trips the nodes' breakers.
-// Their requests also climb to -rate over manyNodesRampUp: DynamoDB Local,
-// cold, answering every node's cold misses at once, times calls out.
+// still run on a small machine with DynamoDB Local: more requests in flight
+// only queue there, and calls that wait past CallTimeout fail (20 nodes of 2
+// workers on 2 loaded cores: ~180 failed calls, the bridge's lease lost 4
+// times; of 1 worker: none, and more requests served). Their requests also
+// climb to -rate over manyNodesRampUp: every node's L1 starts cold.
 const (
-	defaultTotalRate    = 3000
-	defaultTotalWorkers = 24
+	defaultTotalRate    = 2000
+	defaultTotalWorkers = 16
 	manyNodesRampUp     = 5 * time.Second
 )
 
@@ -85,9 +86,9 @@ func parseFlags(args []string, stderr io.Writer, extra func(*flag.FlagSet)) (con
 	fs.Int64Var(&c.L1Bytes, "l1-bytes", 1<<20, "L1 budget per node in bytes (tiered.Options.L1MaxBytes)")
 	fs.Float64Var(&c.WritePct, "write-pct", 2, "percentage of requests that are writes (Set or Delete)")
 	fs.Float64Var(&c.DeletePct, "delete-pct", 10, "percentage of writes that are Deletes (the rest are Sets)")
-	fs.IntVar(&c.Workers, "workers", 8, "concurrent workers per node; unset, above 3 nodes: max(24/nodes, 2)")
+	fs.IntVar(&c.Workers, "workers", 8, "concurrent workers per node; unset, above 3 nodes: max(16/nodes, 1)")
 	fs.Float64Var(&c.ZipfS, "zipf-s", 1.1, "Zipf exponent of key popularity (> 1; larger = hotter head)")
-	fs.IntVar(&c.Rate, "rate", 2000, "request rate cap per node, requests/s (0 = as fast as possible); unset, above 3 nodes: 3000/nodes")
+	fs.IntVar(&c.Rate, "rate", 2000, "request rate cap per node, requests/s (0 = as fast as possible); unset, above 3 nodes: 2000/nodes")
 	fs.DurationVar(&c.LoaderLatency, "loader-latency", 3*time.Millisecond, "extra latency of the simulated source of truth per load")
 	fs.DurationVar(&c.Staleness, "staleness", 0, "staleness bound T (tiered.Options.StalenessBound; 0 = the library default) the checker enforces")
 	fs.BoolVar(&c.Replace, "replace-on-change", false, "stream with NEW_IMAGE: replace L1 entries in place instead of evicting (tiered.Options.ReplaceOnChange)")
@@ -142,7 +143,7 @@ func parseFlags(args []string, stderr io.Writer, extra func(*flag.FlagSet)) (con
 			c.Rate = max(defaultTotalRate/c.Nodes, 1)
 		}
 		if !set["workers"] {
-			c.Workers = max(defaultTotalWorkers/c.Nodes, 2)
+			c.Workers = max(defaultTotalWorkers/c.Nodes, 1)
 		}
 	}
 	return c, c.validate()

@@ -18,8 +18,8 @@ func TestManyNodesScaleTheDefaults(t *testing.T) {
 	}{
 		{args: nil, rate: 2000, workers: 8},
 		{args: []string{"-nodes", "3"}, rate: 2000, workers: 8},
-		{args: []string{"-nodes", "20"}, rate: 150, workers: 2, ramp: manyNodesRampUp},
-		{args: []string{"-nodes", "4"}, rate: 750, workers: 6, ramp: manyNodesRampUp},
+		{args: []string{"-nodes", "20"}, rate: 100, workers: 1, ramp: manyNodesRampUp},
+		{args: []string{"-nodes", "4"}, rate: 500, workers: 4, ramp: manyNodesRampUp},
 		{args: []string{"-nodes", "20", "-rate", "400", "-workers", "3"}, rate: 400, workers: 3, ramp: manyNodesRampUp},
 	} {
 		c, err := parseFlags(tc.args, io.Discard, nil)
