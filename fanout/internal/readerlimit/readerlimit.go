@@ -12,6 +12,10 @@
 // fewer than Limit other clients did. Refused calls do not count. GetRecords
 // names no shard, so the guard learns each iterator's shard from the
 // GetShardIterator and GetRecords answers that return it.
+//
+// Guard.Proxy makes the same decisions for readers in several processes: an
+// HTTP proxy in front of the endpoint, each reader named by a header
+// (Named) instead of told apart by client instance.
 package readerlimit
 
 import (
