@@ -56,8 +56,16 @@ test-loaded:
 # that the core module does not depend on OpenTelemetry. Each node serves
 # Prometheus text on /metrics through OpenTelemetry's Prometheus exporter.
 # `go run ./cmd/demo` in the core runs the same demo without metrics.
+# With -fanout in DEMO_ARGS it is fanout/cmd/demo instead (fanout module, so
+# that nothing else depends on NATS): an embedded NATS server, a bridge
+# elected among the first nodes, every node's cache on a fanout.Pod, every
+# stream reader behind the reader-limit guard; no /metrics.
 demo: deps
+ifneq (,$(findstring -fanout,$(DEMO_ARGS)))
+	cd fanout && $(GO) run ./cmd/demo $(DEMO_ARGS)
+else
 	cd otel && $(GO) run ./cmd/demo $(DEMO_ARGS)
+endif
 
 # The example service: DynamoDB Local, two replicas sharing one SQLite file
 # and one table, a load generator; prints the hit ratio and a write on one

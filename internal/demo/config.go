@@ -43,12 +43,13 @@ type config struct {
 	Node           string
 	Table          string
 	SourceTable    string
-	SourceEndpoint string // "" = the cache's endpoint
-	Role           string // -freeze: "reader" (n1) or "writer" (the others); "" otherwise
+	SourceEndpoint string        // "" = the cache's endpoint
+	Role           string        // -freeze: "reader" (n1) or "writer" (the others); "" otherwise
+	RampUp         time.Duration // the node's rate climbs to -rate over this long (0: at once)
 }
 
 // hiddenFlags are left out of -help: they are the parent's business.
-var hiddenFlags = map[string]bool{"child": true, "node": true, "table": true, "source-table": true, "source-endpoint": true, "role": true}
+var hiddenFlags = map[string]bool{"child": true, "node": true, "table": true, "source-table": true, "source-endpoint": true, "role": true, "ramp-up": true}
 
 // Roles of the nodes under -freeze.
 const (
@@ -60,7 +61,20 @@ const (
 // every 0.5 s, as in the scenario of issue 8 (T = 2 s by default).
 const freezeWriteEvery = 500 * time.Millisecond
 
-func parseFlags(args []string, stderr io.Writer) (config, error) {
+// Above 3 nodes, the defaults of -rate and -workers are shares of these
+// totals (up to 3 nodes: 2000 and 8 per node), so that many node processes
+// still run on a small machine with DynamoDB Local: more requests in flight
+// only queue there, and calls that wait past CallTimeout fail (20 nodes of 2
+// workers on 2 loaded cores: ~180 failed calls, the bridge's lease lost 4
+// times; of 1 worker: none, and more requests served). Their requests also
+// climb to -rate over manyNodesRampUp: every node's L1 starts cold.
+const (
+	defaultTotalRate    = 2000
+	defaultTotalWorkers = 16
+	manyNodesRampUp     = 5 * time.Second
+)
+
+func parseFlags(args []string, stderr io.Writer, extra func(*flag.FlagSet)) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -72,9 +86,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Int64Var(&c.L1Bytes, "l1-bytes", 1<<20, "L1 budget per node in bytes (tiered.Options.L1MaxBytes)")
 	fs.Float64Var(&c.WritePct, "write-pct", 2, "percentage of requests that are writes (Set or Delete)")
 	fs.Float64Var(&c.DeletePct, "delete-pct", 10, "percentage of writes that are Deletes (the rest are Sets)")
-	fs.IntVar(&c.Workers, "workers", 8, "concurrent workers per node")
+	fs.IntVar(&c.Workers, "workers", 8, "concurrent workers per node; unset, above 3 nodes: max(16/nodes, 1)")
 	fs.Float64Var(&c.ZipfS, "zipf-s", 1.1, "Zipf exponent of key popularity (> 1; larger = hotter head)")
-	fs.IntVar(&c.Rate, "rate", 2000, "request rate cap per node, requests/s (0 = as fast as possible)")
+	fs.IntVar(&c.Rate, "rate", 2000, "request rate cap per node, requests/s (0 = as fast as possible); unset, above 3 nodes: 2000/nodes")
 	fs.DurationVar(&c.LoaderLatency, "loader-latency", 3*time.Millisecond, "extra latency of the simulated source of truth per load")
 	fs.DurationVar(&c.Staleness, "staleness", 0, "staleness bound T (tiered.Options.StalenessBound; 0 = the library default) the checker enforces")
 	fs.BoolVar(&c.Replace, "replace-on-change", false, "stream with NEW_IMAGE: replace L1 entries in place instead of evicting (tiered.Options.ReplaceOnChange)")
@@ -96,6 +110,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.SourceTable, "source-table", "", "source-of-truth table (internal)")
 	fs.StringVar(&c.SourceEndpoint, "source-endpoint", "", "source-of-truth endpoint (internal)")
 	fs.StringVar(&c.Role, "role", "", "node role under -freeze (internal)")
+	fs.DurationVar(&c.RampUp, "ramp-up", 0, "the node's rate climbs to -rate over this long (internal)")
+	if extra != nil {
+		extra(fs)
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: demo [flags]\n\n"+
 			"Starts DynamoDB Local, runs -nodes processes that share one tieredcache table under a Zipf\n"+
@@ -114,11 +132,18 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	if c.Freeze > 0 && !c.Child {
-		keysSet := false
-		fs.Visit(func(f *flag.Flag) { keysSet = keysSet || f.Name == "keys" })
-		if !keysSet {
-			c.Keys = 1 // one hot key: every read after a resume is of a key written during the freeze
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if c.Freeze > 0 && !c.Child && !set["keys"] {
+		c.Keys = 1 // one hot key: every read after a resume is of a key written during the freeze
+	}
+	if !c.Child && c.Nodes > 3 {
+		c.RampUp = manyNodesRampUp
+		if !set["rate"] {
+			c.Rate = max(defaultTotalRate/c.Nodes, 1)
+		}
+		if !set["workers"] {
+			c.Workers = max(defaultTotalWorkers/c.Nodes, 1)
 		}
 	}
 	return c, c.validate()
@@ -187,6 +212,7 @@ func (c config) childArgs(node string) []string {
 	}
 	return []string{
 		"-role", c.Role,
+		"-ramp-up", c.RampUp.String(),
 		"-child", "-node", node, "-table", c.Table, "-source-table", c.SourceTable,
 		"-keys", strconv.Itoa(c.Keys),
 		"-l1-bytes", strconv.FormatInt(c.L1Bytes, 10),

@@ -1,9 +1,11 @@
 // Package demo is the tieredcache demo: several node processes against one
 // DynamoDB table, each showing what it does. It is a package rather than a
-// command so that two mains can run it: cmd/demo in the core module (no
-// metrics) and otel/cmd/demo in the otel module, whose node hook serves each
-// node's metrics as Prometheus text through OpenTelemetry without the core
-// module depending on OpenTelemetry.
+// command so that several mains can run it: cmd/demo in the core module (no
+// metrics), otel/cmd/demo in the otel module, whose node hook serves each
+// node's metrics as Prometheus text through OpenTelemetry, and
+// fanout/cmd/demo in the fanout module, whose mode hooks (WithFlags,
+// WithParent, WithCacheOptions, WithNodeStatus) run it in fan-out mode over
+// an embedded NATS server; the core module depends on neither.
 //
 // The parent process starts DynamoDB Local (installing it on first use),
 // creates the cache table and a source-of-truth table, and starts -nodes
@@ -28,9 +30,11 @@
 package demo
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"io"
+	"time"
 
 	"github.com/tieredcache/tieredcache/tiered"
 )
@@ -52,7 +56,64 @@ type Option func(*runOptions)
 type runOptions struct {
 	nodeHook  NodeHook
 	cacheOpts CacheOptionsHook
+	flags     func(*flag.FlagSet)
+	parent    ParentHook
+	status    func() []Field
 }
+
+// A mode is what another module adds to the demo without the core module
+// depending on it (fan-out: fanout/cmd/demo, with NATS): its own flags
+// (WithFlags), a part in the parent process (WithParent: set-up before the
+// nodes start, lines in the live view and the summary, a verdict), and in
+// each node process its cache options (WithCacheOptions, e.g. the
+// invalidation source), its node hook and the fields it reports
+// (WithNodeStatus).
+
+// WithFlags registers a mode's own flags on the demo's flag set. Only the
+// parent sees them: node processes learn the mode's settings from
+// ParentExt.Env.
+func WithFlags(f func(fs *flag.FlagSet)) Option { return func(o *runOptions) { o.flags = f } }
+
+// ParentSetup is what a parent hook learns of the run.
+type ParentSetup struct {
+	Endpoint  string        // the DynamoDB endpoint the nodes use
+	Table     string        // the cache table (created)
+	Nodes     []string      // the node names, n1 first
+	Staleness time.Duration // T
+}
+
+// ParentExt is a mode's part of the parent process; every field is optional.
+type ParentExt struct {
+	// Env is added to each node process's environment.
+	Env []string
+	// Status returns lines drawn under the live view's header, each time the
+	// view is drawn (and once more at the end).
+	Status func() []string
+	// Summary returns lines printed at the end of the summary.
+	Summary func() []string
+	// Err is asked once every node has exited: an error fails the run.
+	Err func() error
+	// Close runs once every node has exited, after Summary and Err.
+	Close func()
+}
+
+// ParentHook runs in the parent once the tables exist, before the nodes
+// start. An error fails the run before any node starts.
+type ParentHook func(ctx context.Context, s ParentSetup) (*ParentExt, error)
+
+// WithParent sets the parent hook.
+func WithParent(h ParentHook) Option { return func(o *runOptions) { o.parent = h } }
+
+// Field is one named value a node reports with its stats.
+type Field struct {
+	Name  string `json:"n"`
+	Value string `json:"v"`
+}
+
+// WithNodeStatus sets a function each node process calls for every stats
+// report (after its cache is built): its fields are shown per node in the
+// live view and the summary, and kept in -summary-json (stats.fields).
+func WithNodeStatus(f func() []Field) Option { return func(o *runOptions) { o.status = f } }
 
 // WithNodeHook sets the hook each node process calls after building its
 // cache. When it returns a metrics URL, the parent shows it per node, and the
@@ -74,7 +135,7 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer, opts ...Optio
 	for _, o := range opts {
 		o(&ro)
 	}
-	cfg, err := parseFlags(args, stderr)
+	cfg, err := parseFlags(args, stderr, ro.flags)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -85,5 +146,5 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer, opts ...Optio
 	if cfg.Child {
 		return runNode(cfg, ro, stdin, stdout, stderr)
 	}
-	return runParent(cfg, stdout, stderr)
+	return runParent(cfg, ro, stdout, stderr)
 }

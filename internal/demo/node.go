@@ -49,6 +49,8 @@ type node struct {
 	begin time.Time
 	fz    *freezeLog // -freeze, on the reader only
 
+	status func() []Field // WithNodeStatus
+
 	stopping atomic.Bool
 	seq      atomic.Uint64
 
@@ -77,10 +79,11 @@ func runNode(cfg config, ro runOptions, stdin io.Reader, stdout, stderr io.Write
 		t = tiered.DefaultStalenessBound
 	}
 	n := &node{
-		cfg:   cfg,
-		check: newOnlineChecker(t, checkDelay),
-		lag:   newAckLag(),
-		out:   &lineWriter{w: stdout},
+		cfg:    cfg,
+		status: ro.status,
+		check:  newOnlineChecker(t, checkDelay),
+		lag:    newAckLag(),
+		out:    &lineWriter{w: stdout},
 		src: &source{
 			ddb:     dynamodb.NewFromConfig(sourceConfig(awsCfg, cfg.SourceEndpoint)),
 			table:   cfg.SourceTable,
@@ -281,7 +284,7 @@ func (n *node) work(id int64) {
 			} else if d < -time.Second {
 				next = time.Now() // far behind (a slow phase): do not burst to catch up
 			}
-			next = next.Add(every)
+			next = next.Add(n.rampedInterval(every))
 		}
 		key := keyName(zipf.Uint64())
 		if rng.Float64()*100 < n.cfg.WritePct {
@@ -290,6 +293,19 @@ func (n *node) work(id int64) {
 			n.read(key)
 		}
 	}
+}
+
+// rampedInterval is every, stretched while -ramp-up lasts: the rate climbs
+// from a tenth of -rate to all of it.
+func (n *node) rampedInterval(every time.Duration) time.Duration {
+	if n.cfg.RampUp <= 0 {
+		return every
+	}
+	frac := float64(time.Since(n.begin)) / float64(n.cfg.RampUp)
+	if frac >= 1 {
+		return every
+	}
+	return time.Duration(float64(every) / max(frac, 0.1))
 }
 
 func (n *node) read(key string) {
@@ -371,6 +387,9 @@ func (n *node) stats(final bool) *nodeStats {
 	s.AckLagN, s.AckLagP50, s.AckLagP99, s.AckLagMax = lagN, ms(p50), ms(p99), ms(mx)
 	var samples []string
 	s.Checked, s.Violations, s.Unverified, samples = n.check.counts()
+	if n.status != nil {
+		s.Fields = n.status()
+	}
 	if final {
 		s.Samples = samples
 	}

@@ -55,7 +55,7 @@ type event struct {
 }
 
 // runParent is main for the parent process.
-func runParent(cfg config, stdout, stderr io.Writer) int {
+func runParent(cfg config, ro runOptions, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -113,13 +113,32 @@ func runParent(cfg config, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "demo: %v\n", err)
 		return 1
 	}
+	var ext ParentExt
+	if ro.parent != nil {
+		var names []string
+		for i := 0; i < cfg.Nodes; i++ {
+			names = append(names, nodeName(i))
+		}
+		e, err := ro.parent(setup, ParentSetup{Endpoint: endpoint, Table: cfg.Table, Nodes: names, Staleness: cfg.staleness()})
+		if err != nil {
+			fmt.Fprintf(stderr, "demo: %v\n", err)
+			return 1
+		}
+		if e != nil {
+			ext = *e
+		}
+		if ext.Close != nil {
+			defer ext.Close()
+		}
+	}
 	if setup.Err() != nil {
 		return 130
 	}
 	cancelSetup() // from here on the run loop owns the signals
 
-	r := &runner{cfg: cfg, endpoint: endpoint, stdout: stdout, stderr: stderr, sigs: sigs,
+	r := &runner{cfg: cfg, endpoint: endpoint, stdout: stdout, stderr: stderr, sigs: sigs, ext: ext,
 		events: make(chan event, 4096), view: newView(cfg, endpoint, stdout), server: cacheServer}
+	r.view.status = ext.Status
 	return r.loop()
 }
 
@@ -158,6 +177,7 @@ type runner struct {
 	events   chan event
 	children []*child
 	view     *view
+	ext      ParentExt // a mode's part (WithParent)
 
 	started     time.Time
 	interrupted bool   // the user asked to stop early
@@ -345,9 +365,9 @@ func (r *runner) spawn() error {
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
 	}
-	env := nodeEnv(r.endpoint)
+	env := append(nodeEnv(r.endpoint), r.ext.Env...)
 	for i := 0; i < r.cfg.Nodes; i++ {
-		name := fmt.Sprintf("n%d", i+1)
+		name := nodeName(i)
 		cmd := exec.Command(exe, r.cfg.childArgs(name)...)
 		cmd.Env = env
 		cmd.SysProcAttr = nodeProcAttr()
@@ -381,6 +401,9 @@ func (r *runner) spawn() error {
 	}
 	return nil
 }
+
+// nodeName is the name of the i-th node (from 0): n1, n2, ...
+func nodeName(i int) string { return fmt.Sprintf("n%d", i+1) }
 
 // nodeEnv is the parent's environment with the AWS settings replaced: every
 // node reaches DynamoDB through the SDK's own AWS_ENDPOINT_URL.
@@ -569,6 +592,12 @@ func (r *runner) report() int {
 	sum.Ended = r.ended
 	r.view.outage = r.outage.state()
 	r.view.summary(sum, r.interrupted)
+	printFields(r.stdout, r.children)
+	if r.ext.Summary != nil {
+		for _, l := range r.ext.Summary() {
+			fmt.Fprintln(r.stdout, "  "+l)
+		}
+	}
 	printMetricsSummary(r.stdout, r.children, r.cfg.ShowMetrics)
 	printViolations(r.stdout, r.children)
 	printFreezes(r.stdout, r.cfg, r.children, r.view.staleness())
@@ -577,6 +606,12 @@ func (r *runner) report() int {
 	}
 	if r.freeze.failed() {
 		failed = true
+	}
+	if r.ext.Err != nil {
+		if err := r.ext.Err(); err != nil {
+			fmt.Fprintf(r.stderr, "demo: %v\n", err)
+			failed = true
+		}
 	}
 	if r.cfg.SummaryJSON != "" {
 		if err := writeSummaryJSON(r.cfg.SummaryJSON, r.cfg, sum, r.children, !failed); err != nil {

@@ -119,6 +119,9 @@ type nodeStats struct {
 	// taken after the final check, before the cache was closed.
 	MetricsURL    string   `json:"metrics_url,omitempty"`
 	MetricsScrape []string `json:"metrics_scrape,omitempty"`
+
+	// A mode's own fields (WithNodeStatus), with every report.
+	Fields []Field `json:"fields,omitempty"`
 }
 
 func (s *nodeStats) requests() uint64 { return s.Reads + s.Sets + s.Deletes }

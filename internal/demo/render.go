@@ -24,6 +24,8 @@ type view struct {
 	stopped   time.Time // the workload was told to stop
 	lastPlain time.Time
 	outage    string // what -outage did, for the summary
+
+	status func() []string // a mode's lines under the header (ParentExt.Status)
 }
 
 func newView(cfg config, endpoint string, out io.Writer) *view {
@@ -39,11 +41,22 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func (v *view) staleness() time.Duration {
-	if v.cfg.Staleness > 0 {
-		return v.cfg.Staleness
+func (v *view) staleness() time.Duration { return v.cfg.staleness() }
+
+// staleness is T: -staleness, or the library's default.
+func (c config) staleness() time.Duration {
+	if c.Staleness > 0 {
+		return c.Staleness
 	}
 	return tiered.DefaultStalenessBound
+}
+
+// statusLines are the mode's lines (none without one).
+func (v *view) statusLines() []string {
+	if v.status == nil {
+		return nil
+	}
+	return v.status()
 }
 
 func (v *view) render(children []*child, phase string, final bool) {
@@ -63,6 +76,9 @@ func (v *view) render(children []*child, phase string, final bool) {
 		return
 	}
 	v.lastPlain = time.Now()
+	for _, l := range v.statusLines() {
+		fmt.Fprintf(v.out, "[%4s] %s\n", v.elapsed(), l)
+	}
 	for _, c := range children {
 		fmt.Fprintln(v.out, plainLine(c, v.elapsed()))
 	}
@@ -125,6 +141,7 @@ func (v *view) tableLines(children []*child, phase string) []string {
 	if m := metricsLine(children); m != "" {
 		lines = append(lines, m)
 	}
+	lines = append(lines, v.statusLines()...)
 	lines = append(lines, "",
 		fmt.Sprintf("%-5s %-9s %7s %10s %7s %7s %7s %10s %16s %7s",
 			"node", "state", "req/s", "requests", "L1 hit", "L2 hit", "loads", "DDB calls", "DDB calls saved", "errors"))
@@ -150,6 +167,9 @@ func (v *view) tableLines(children []*child, phase string) []string {
 		if s := c.last; s != nil {
 			lines = append(lines, coherenceRow(c.name, s))
 		}
+	}
+	if f := fieldsTable(children); len(f) > 0 {
+		lines = append(append(lines, ""), f...)
 	}
 	lines = append(lines, "",
 		"L1 hit: reads answered in process · L2 hit: L1 misses answered by the table · loads: source-of-truth calls",
@@ -210,14 +230,79 @@ func plainLine(c *child, elapsed time.Duration) string {
 	if s == nil {
 		return fmt.Sprintf("[%4s] %s %s", elapsed, c.name, state(c))
 	}
+	var fields strings.Builder
+	for _, f := range s.Fields {
+		fmt.Fprintf(&fields, " %s=%s", strings.ReplaceAll(f.Name, " ", "_"), f.Value)
+	}
 	return fmt.Sprintf("[%4s] %s %s req/s=%s requests=%s L1hit=%s L2hit=%s loads=%s ddb_calls=%s saved=%s errors=%s "+
-		"evicted=%s ack_evict_p99=%sms stream=%s stream_lag=%sms degraded=%t flushes=%s breaker=%s lease_waits=%s checked=%s violations=%d",
+		"evicted=%s ack_evict_p99=%sms stream=%s stream_lag=%sms degraded=%t flushes=%s breaker=%s lease_waits=%s checked=%s violations=%d%s",
 		elapsed, c.name, state(c), num(uint64(c.rps+0.5)), num(s.requests()), l1Ratio(s),
 		pct(float64(s.L2Hits), float64(s.L2Hits+s.L2Misses)), num(s.Loads), num(s.L2Calls),
 		pct(float64(int64(s.requests())-int64(s.L2Calls)), float64(s.requests())),
 		num(s.ReadErrors+s.WriteErrors+s.L2Errors+s.LoadErrors), num(s.Invalidations),
 		msText(s.AckLagP99),
-		s.Stream, msText(s.StreamLagMs), s.Degraded, num(s.Flushes), s.Breaker, num(s.LeaseWaits), num(uint64(s.Checked)), s.Violations)
+		s.Stream, msText(s.StreamLagMs), s.Degraded, num(s.Flushes), s.Breaker, num(s.LeaseWaits), num(uint64(s.Checked)), s.Violations,
+		fields.String())
+}
+
+// fieldsTable is the nodes' mode fields (WithNodeStatus) as a table, with the
+// columns of the first node that reports any; nil when none does.
+func fieldsTable(children []*child) []string {
+	var cols []string
+	for _, c := range children {
+		if c.last != nil && len(c.last.Fields) > 0 {
+			for _, f := range c.last.Fields {
+				cols = append(cols, f.Name)
+			}
+			break
+		}
+	}
+	if cols == nil {
+		return nil
+	}
+	rows := [][]string{append([]string{"node"}, cols...)}
+	for _, c := range children {
+		if c.last == nil {
+			continue
+		}
+		row := []string{c.name}
+		for _, name := range cols {
+			v := "—"
+			for _, f := range c.last.Fields {
+				if f.Name == name {
+					v = f.Value
+				}
+			}
+			row = append(row, v)
+		}
+		rows = append(rows, row)
+	}
+	width := make([]int, len(rows[0]))
+	for _, r := range rows {
+		for i, v := range r {
+			width[i] = max(width[i], len([]rune(v)))
+		}
+	}
+	lines := make([]string, 0, len(rows))
+	for _, r := range rows {
+		var b strings.Builder
+		for i, v := range r {
+			if i == 0 {
+				fmt.Fprintf(&b, "%-5s", v)
+				continue
+			}
+			fmt.Fprintf(&b, " %*s", width[i], v) // fmt pads to a width in runes
+		}
+		lines = append(lines, b.String())
+	}
+	return lines
+}
+
+// printFields prints the nodes' last mode fields under the summary.
+func printFields(w io.Writer, children []*child) {
+	for _, l := range fieldsTable(children) {
+		fmt.Fprintln(w, "  "+l)
+	}
 }
 
 // l1Ratio is the share of reads answered by L1: L1 hits over the workload's

@@ -12,6 +12,10 @@
 // fewer than Limit other clients did. Refused calls do not count. GetRecords
 // names no shard, so the guard learns each iterator's shard from the
 // GetShardIterator and GetRecords answers that return it.
+//
+// Guard.Proxy makes the same decisions for readers in several processes: an
+// HTTP proxy in front of the endpoint, each reader named by a header
+// (Named) instead of told apart by client instance.
 package readerlimit
 
 import (
@@ -46,6 +50,8 @@ type Guard struct {
 	readers  map[string]map[int]time.Time // shard -> reader -> last admitted call
 	st       Stats
 	byReader map[int]*ReaderStats
+	byShard  map[string]*ShardStats
+	names    map[string]int // Proxy: reader name -> id
 }
 
 // Stats are a Guard's counters.
@@ -61,6 +67,11 @@ type Stats struct {
 // ReaderStats are one client's counters.
 type ReaderStats struct{ Admitted, Refused int }
 
+// ShardStats are one shard's counters: GetRecords calls admitted and
+// refused, and the readers admitted within the last window (as of its last
+// call).
+type ShardStats struct{ Admitted, Refused, Readers int }
+
 // New returns a Guard admitting limit readers per shard within window
 // (zero: the defaults). A longer window counts more readers as concurrent:
 // stricter, and less dependent on how often readers poll.
@@ -72,7 +83,8 @@ func New(limit int, window time.Duration) *Guard {
 		window = DefaultWindow
 	}
 	return &Guard{limit: limit, window: window, iters: map[string]string{},
-		readers: map[string]map[int]time.Time{}, byReader: map[int]*ReaderStats{}}
+		readers: map[string]map[int]time.Time{}, byReader: map[int]*ReaderStats{},
+		byShard: map[string]*ShardStats{}, names: map[string]int{}}
 }
 
 // Options makes a client a new reader behind the guard: pass it to
@@ -80,9 +92,7 @@ func New(limit int, window time.Duration) *Guard {
 // returns nothing: use Reader to learn a client's id.
 func (g *Guard) Options(o *dynamodbstreams.Options) {
 	g.mu.Lock()
-	g.next++
-	id := g.next
-	g.byReader[id] = &ReaderStats{}
+	id := g.newReader()
 	g.mu.Unlock()
 	o.APIOptions = append(o.APIOptions, func(s *middleware.Stack) error {
 		return s.Initialize.Add(middleware.InitializeMiddlewareFunc("readerlimit",
@@ -90,6 +100,25 @@ func (g *Guard) Options(o *dynamodbstreams.Options) {
 				return g.handle(ctx, id, in, next)
 			}), middleware.After)
 	})
+}
+
+// newReader returns a new reader's id; g.mu is held.
+func (g *Guard) newReader() int {
+	g.next++
+	g.byReader[g.next] = &ReaderStats{}
+	return g.next
+}
+
+// Shards returns the counters of every shard a GetRecords call was decided
+// on, by "stream ARN|shard id".
+func (g *Guard) Shards() map[string]ShardStats {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[string]ShardStats, len(g.byShard))
+	for k, v := range g.byShard {
+		out[k] = *v
+	}
+	return out
 }
 
 // Readers returns how many clients were built with Options.
@@ -168,15 +197,24 @@ func (g *Guard) admit(id int, iter string) (string, error) {
 			delete(rs, r)
 		}
 	}
+	ss := g.byShard[shard]
+	if ss == nil {
+		ss = &ShardStats{}
+		g.byShard[shard] = ss
+	}
+	ss.Readers = len(rs)
 	if _, known := rs[id]; !known && len(rs) >= g.limit {
 		g.st.Refused++
 		g.byReader[id].Refused++
+		ss.Refused++
 		return "", &smithy.GenericAPIError{Code: "LimitExceededException", Fault: smithy.FaultClient,
 			Message: fmt.Sprintf("readerlimit: %d readers of shard %s within %v already; reader %d refused", len(rs), shard, g.window, id)}
 	}
 	rs[id] = now
 	g.st.Admitted++
 	g.byReader[id].Admitted++
+	ss.Admitted++
+	ss.Readers = len(rs)
 	g.st.MaxReaders = max(g.st.MaxReaders, len(rs))
 	return shard, nil
 }
