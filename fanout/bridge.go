@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 
 	"github.com/tieredcache/tieredcache/invalidation"
+	"github.com/tieredcache/tieredcache/l2"
 )
 
 // DefaultSubject is the subject a bridge publishes a table's batches on.
@@ -471,8 +472,8 @@ type bridgeSink struct {
 }
 
 func (s *bridgeSink) Changed(c invalidation.Change) {
-	if c.PartitionKey == s.leaseKey {
-		return // the lease's own renewals: no cache holds it
+	if c.PartitionKey == s.leaseKey || l2.IsLeasePartitionKey(c.PartitionKey) {
+		return // the bridge's lease renewals, or a cache's fill lease: no cache holds either
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
