@@ -43,8 +43,8 @@ type Options struct {
 	// Writer marks every entry this store handle writes (Item.Writer), as
 	// l2.Options.Writer.
 	Writer string
-	// TombstoneTTL is how long a Delete's tombstone (and a lease placeholder)
-	// lives. Default l2.DefaultTombstoneTTL.
+	// TombstoneTTL is how long a Delete's tombstone lives. Default
+	// l2.DefaultTombstoneTTL.
 	TombstoneTTL time.Duration
 	// Now is the clock: expiry, lease expiry and repair versions read it.
 	// Default time.Now.
