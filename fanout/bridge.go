@@ -491,8 +491,8 @@ type bridgeSink struct {
 }
 
 func (s *bridgeSink) Changed(c invalidation.Change) {
-	if c.PartitionKey == s.leaseKey {
-		return // the lease's own renewals: no cache holds it
+	if c.PartitionKey == s.leaseKey || l2.IsLeasePartitionKey(c.PartitionKey) {
+		return // the bridge's lease renewals, or a cache's fill lease: no cache holds either
 	}
 	// From a NEW_IMAGE: the version and the write proof, so that the
 	// writing pod keeps its own entry (pods evict on anything else). A

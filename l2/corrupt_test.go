@@ -50,7 +50,7 @@ func (e *env) putCorrupt(t *testing.T, key string, item map[string]types.Attribu
 
 // TestWritesReplaceCorruptItems: every write over every corrupt shape
 // succeeds (Put, PutNotFound, Delete) or behaves as over a vacant item (Fill,
-// AcquireLease + Fill, Refresh at version 0), never with a
+// AcquireLeaseAt + Fill, Refresh at version 0), never with a
 // ValidationException, and leaves a well-formed item whose version is above
 // any counter version.
 func TestWritesReplaceCorruptItems(t *testing.T) {
@@ -81,18 +81,16 @@ func TestWritesReplaceCorruptItems(t *testing.T) {
 			return e.tbl.Refresh(c, k, []byte("new"), false, time.Minute, 0)
 		},
 		"LeaseAndFill": func(k string) (int64, error) {
-			res, err := e.tbl.AcquireLease(c, k, "me", 10*time.Second)
+			// The lease (in the lease item) leaves the corrupt item as it
+			// is; the lease's fill replaces it, as a fill at version 0.
+			res, err := e.tbl.AcquireLeaseAt(c, k, 0, "me", 10*time.Second)
 			if err != nil {
 				return 0, err
 			}
 			if !res.Acquired {
 				return 0, errors.New("lease not acquired")
 			}
-			// The placeholder that replaced the corrupt item reads as vacant.
-			if _, err := e.tbl.Get(c, k); !errors.Is(err, l2.ErrNotFound) {
-				return 0, errors.New("placeholder: Get = " + errString(err))
-			}
-			return e.tbl.Fill(c, k, []byte("new"), false, time.Minute, "me")
+			return e.tbl.Fill(c, k, []byte("new"), false, time.Minute, "me", l2.IfVersion(0))
 		},
 	}
 	floor := time.Now().UnixMicro()
@@ -148,9 +146,9 @@ func TestWritesReplaceCorruptItems(t *testing.T) {
 }
 
 // TestCorruptItemWithLiveLease: a corrupt item that still carries a readable
-// live lease is not taken from its holder: AcquireLease and a lease-less
-// Fill are refused cleanly, with the holder's expiry; the holder's own Fill
-// replaces it.
+// live lease of format 1 (an older release's, on the key's item) is not
+// taken from its holder: fills with and without a lease are refused cleanly,
+// with the holder's expiry; once that lease has expired a fill replaces it.
 func TestCorruptItemWithLiveLease(t *testing.T) {
 	e := newEnv(t, nil)
 	c := ctx(t)
@@ -158,23 +156,24 @@ func TestCorruptItemWithLiveLease(t *testing.T) {
 	e.putCorrupt(t, "k", map[string]types.AttributeValue{
 		"lease": S("holder"), "lexp": N(exp.UnixMilli()), "v": S("bad"), "ver": N(2),
 	})
-	res, err := e.tbl.AcquireLease(c, "k", "other", time.Second)
-	if err != nil || res.Acquired || !res.HolderExpires.Equal(exp) {
-		t.Fatalf("AcquireLease = %+v, %v; want refused with HolderExpires %v", res, err, exp)
-	}
 	var ce *l2.ConflictError
 	if _, err := e.tbl.Fill(c, "k", []byte("x"), false, time.Minute, ""); !errors.As(err, &ce) || !ce.HolderExpires.Equal(exp) {
 		t.Fatalf("lease-less Fill = %v; want a conflict naming the holder", err)
 	}
-	if _, err := e.tbl.Fill(c, "k", []byte("x"), false, time.Minute, "other"); !errors.Is(err, l2.ErrLeaseLost) {
-		t.Fatalf("Fill with another lease = %v; want ErrLeaseLost", err)
+	ce = nil
+	if _, err := e.tbl.Fill(c, "k", []byte("x"), false, time.Minute, "other", l2.IfVersion(2)); !errors.Is(err, l2.ErrLeaseLost) ||
+		!errors.As(err, &ce) || !ce.HolderExpires.Equal(exp) {
+		t.Fatalf("Fill with another lease = %v; want ErrLeaseLost naming the holder", err)
 	}
-	ver, err := e.tbl.Fill(c, "k", []byte("holder's"), false, time.Minute, "holder")
+	e.putCorrupt(t, "k", map[string]types.AttributeValue{
+		"lease": S("holder"), "lexp": N(time.Now().Add(-time.Second).UnixMilli()), "v": S("bad"), "ver": N(2),
+	})
+	ver, err := e.tbl.Fill(c, "k", []byte("after"), false, time.Minute, "other", l2.IfVersion(2))
 	if err != nil {
-		t.Fatalf("holder's Fill = %v", err)
+		t.Fatalf("Fill once the lease expired = %v", err)
 	}
-	if it := mustGet(t, e.tbl, "k"); string(it.Value) != "holder's" || it.Version != ver {
-		t.Fatalf("Get = %+v; want the holder's fill at %d", it, ver)
+	if it := mustGet(t, e.tbl, "k"); string(it.Value) != "after" || it.Version != ver {
+		t.Fatalf("Get = %+v; want the fill at %d", it, ver)
 	}
 }
 

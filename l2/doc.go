@@ -15,15 +15,49 @@
 //	neg        BOOL  a cached "not found" (negative entry)
 //	tomb       BOOL  left by Delete instead of deleting the item, so that ver keeps
 //	                 growing; it expires after Options.TombstoneTTL. Reads treat it as absent.
-//	lease      S     the owner of a fill lease (see AcquireLease)
-//	lexp       N     the lease's expiry, epoch milliseconds
+//	lease      S     format 1 only: the owner of a fill lease (see below)
+//	lexp       N     format 1 only: that lease's expiry, epoch milliseconds
 //	w          S     the writer mark: Options.Writer of the handle that stored the
 //	                 entry (absent when it had none); a mark of another type is ignored
 //	cf         N     reserved for codec/format flags; never written today
 //
 // An item is "vacant" when it does not exist, is a tombstone, has expired, or
-// holds neither a value nor a negative entry (a lease placeholder). Only a
-// vacant item can be filled (Fill without a lease) or leased (AcquireLease).
+// holds neither a value nor a negative entry (a format-1 lease placeholder).
+// Only a vacant item can be filled.
+//
+// # Lease items and format versions
+//
+// A fill lease (AcquireLeaseAt) lives in a sibling item of the key's, its
+// lease item, in the same table:
+//
+//	attribute  type  meaning
+//	pk         S     "lease!" + base64url(SHA-256(key's pk)): 49 bytes, no '#', so it is
+//	                 never a key's pk in any namespace (DecodeKey refuses it; stream
+//	                 consumers skip its records; see IsLeasePartitionKey)
+//	lease      S     the owner; absent once released
+//	lexp       N     the lease's expiry, epoch milliseconds
+//	lver       N     the key's version the lease is bound to: a lease bound to an older
+//	                 version than the key's is void (the key was written since)
+//	exp        N     the lease's expiry in seconds, rounded up: the TTL sweeper deletes it
+//	fv         N     FormatVersion (2)
+//
+// So a leased load writes the key's item once (its fill), and makes one
+// stream record that evicts the key elsewhere, not two. The fill does not
+// write the lease item: its new version voids the lease. A failed load
+// releases it (ReleaseLease). A lease item left behind costs its storage
+// (about 100 bytes) until the sweeper deletes it.
+//
+// Format 1 (releases before FormatVersion existed) kept the lease on the
+// key's own item: AcquireLease turned it into a placeholder (tombstone
+// attributes plus lease and lexp, version unchanged), and the fill was
+// conditioned on the lease. Format 2 key items differ only in that nothing
+// writes lease or lexp on them, so during a rolling upgrade both releases
+// read every key item. This release honours a live format-1 lease: Get and
+// GetLeased report it (Item.Leased), Fill does not land while it lives, and
+// Put, Delete and fills remove it. A format-1 node does not see format-2
+// leases (it may load a key a format-2 node holds a lease on; both fills are
+// guarded by the key's version, so the later one loses), and never reads or
+// writes a lease item (its pk does not decode).
 //
 // # Writes and versions
 //
@@ -33,9 +67,10 @@
 // user's writes, the newest truth), but for a check that the item follows the
 // format: a corrupt or foreign item is replaced with a version above every
 // counter version (see repair.go), never refused. Fill, the write after a miss, is
-// conditional: it lands only on a vacant item, or, with a lease, only while
-// the lease is still the caller's. Put and Delete remove any lease, so a fill
-// whose load began before a write or delete is refused with ErrLeaseLost.
+// conditional: it lands only on a vacant item, and with IfVersion only while
+// the key is at the version the miss read. A lease fill carries that version
+// too, so a fill whose load began before a write or delete is refused with
+// ErrLeaseLost.
 //
 // Expiry by DynamoDB's TTL sweeper really deletes the item, so a key whose
 // item expired and was swept starts again at version 1. Readers never see the

@@ -37,11 +37,13 @@ var (
 	// ErrCorruptItem: an item in the table does not follow the item format
 	// (see *CorruptItemError). Counted in Stats.CorruptItems.
 	ErrCorruptItem = errors.New("l2: corrupt item")
-	// ErrConflict: a conditional write (Fill, AcquireLease) found the item not
-	// vacant, or leased by someone else (see *ConflictError).
+	// ErrConflict: a conditional write (Fill, Refresh, DeleteIfVersion) found
+	// the item not vacant, at another version, or leased by an older release
+	// (see *ConflictError).
 	ErrConflict = errors.New("l2: conflict")
-	// ErrLeaseLost: a Fill or ReleaseLease with a lease found the lease gone:
-	// a Put or Delete voided it, or it expired and someone else took it.
+	// ErrLeaseLost: a Fill with a lease found the key moved past the version
+	// the lease is bound to (a Put, Delete or other fill landed), or a
+	// ReleaseLease found the lease gone (released, or expired and taken).
 	// A *ConflictError with LeaseLost set; errors.Is(err, ErrConflict) holds too.
 	ErrLeaseLost = errors.New("l2: lease lost")
 	// ErrThrottled: DynamoDB throttled the call (ProvisionedThroughputExceeded,

@@ -285,124 +285,6 @@ func TestFillNeverOverwritesNewer(t *testing.T) {
 	}
 }
 
-func TestLeases(t *testing.T) {
-	e := newEnv(t, nil)
-	c := ctx(t)
-	res, err := e.tbl.AcquireLease(c, "k", "A", 10*time.Second)
-	if err != nil || !res.Acquired || res.Current != nil {
-		t.Fatalf("AcquireLease on absent = %+v, %v", res, err)
-	}
-	if d := time.Until(res.Expires); d < 9*time.Second || d > 11*time.Second {
-		t.Errorf("lease expires in %v, want ~10s", d)
-	}
-	wantNotFound(t, e.tbl, "k", "lease placeholder")
-	if m, err := e.tbl.BatchGet(c, []string{"k"}); err != nil || len(m) != 0 {
-		t.Fatalf("BatchGet of a leased key = %v, %v", m, err)
-	}
-
-	// Someone else: no lease, told when the holder's expires.
-	res2, err := e.tbl.AcquireLease(c, "k", "B", 10*time.Second)
-	if err != nil || res2.Acquired || res2.Current != nil || !res2.HolderExpires.Equal(res.Expires) {
-		t.Fatalf("second AcquireLease = %+v, %v; want HolderExpires %v", res2, err, res.Expires)
-	}
-	// A fill without the lease is refused while it is live.
-	_, err = e.tbl.Fill(c, "k", []byte("B's"), false, time.Minute, "")
-	var ce *l2.ConflictError
-	if !errors.As(err, &ce) || ce.Current != nil || !ce.HolderExpires.Equal(res.Expires) || ce.LeaseLost {
-		t.Fatalf("lease-less Fill during a lease = %v (%+v)", err, ce)
-	}
-	// A fill with someone else's lease is refused too.
-	if _, err := e.tbl.Fill(c, "k", []byte("B's"), false, time.Minute, "B"); !errors.Is(err, l2.ErrLeaseLost) {
-		t.Fatalf("Fill with a lease not held = %v, want ErrLeaseLost", err)
-	}
-	// The holder fills.
-	ver, err := e.tbl.Fill(c, "k", []byte("A's"), false, time.Minute, "A")
-	if err != nil || ver != 1 {
-		t.Fatalf("holder's Fill = %d, %v", ver, err)
-	}
-	if raw := e.getRaw(t, "ns#k"); raw["lease"] != nil || raw["lexp"] != nil || raw["tomb"] != nil {
-		t.Errorf("after Fill the lease and placeholder remain: %v", raw)
-	}
-	// Now a lease attempt returns the value instead.
-	res3, err := e.tbl.AcquireLease(c, "k", "C", time.Second)
-	if err != nil || res3.Acquired || res3.Current == nil || string(res3.Current.Value) != "A's" || res3.Current.Version != 1 {
-		t.Fatalf("AcquireLease on a live value = %+v, %v", res3, err)
-	}
-}
-
-func TestDeleteAndPutVoidLease(t *testing.T) {
-	e := newEnv(t, nil)
-	c := ctx(t)
-	// The classic stale set: A leases and loads old data; the source changes
-	// and the key is deleted; A's fill must not land.
-	if res, err := e.tbl.AcquireLease(c, "k", "A", 10*time.Second); err != nil || !res.Acquired {
-		t.Fatalf("AcquireLease = %+v, %v", res, err)
-	}
-	if err := e.tbl.Delete(c, "k"); err != nil {
-		t.Fatal(err)
-	}
-	_, err := e.tbl.Fill(c, "k", []byte("stale"), false, time.Minute, "A")
-	if !errors.Is(err, l2.ErrLeaseLost) || !errors.Is(err, l2.ErrConflict) {
-		t.Fatalf("Fill after Delete = %v, want ErrLeaseLost", err)
-	}
-	wantNotFound(t, e.tbl, "k", "stale fill after Delete")
-
-	// Same with a Put: the Put's value stays and comes back as Current.
-	if res, err := e.tbl.AcquireLease(c, "k", "A2", 10*time.Second); err != nil || !res.Acquired {
-		t.Fatalf("AcquireLease on a tombstone = %+v, %v", res, err)
-	}
-	ver, err := e.tbl.Put(c, "k", []byte("new"), time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = e.tbl.Fill(c, "k", []byte("stale"), false, time.Minute, "A2")
-	var ce *l2.ConflictError
-	if !errors.Is(err, l2.ErrLeaseLost) || !errors.As(err, &ce) || ce.Current == nil || string(ce.Current.Value) != "new" || ce.Current.Version != ver {
-		t.Fatalf("Fill after Put = %v (%+v), want ErrLeaseLost with Current = the Put", err, ce)
-	}
-	if it := mustGet(t, e.tbl, "k"); string(it.Value) != "new" {
-		t.Fatalf("Get = %+v, want the Put's value", it)
-	}
-}
-
-func TestLeaseExpiryAndRelease(t *testing.T) {
-	e := newEnv(t, nil)
-	c := ctx(t)
-	if res, err := e.tbl.AcquireLease(c, "k", "A", time.Second); err != nil || !res.Acquired {
-		t.Fatalf("AcquireLease = %+v, %v", res, err)
-	}
-	// A's lease expires (by the table's clock): B takes over.
-	e.clock.Advance(2 * time.Second)
-	if res, err := e.tbl.AcquireLease(c, "k", "B", time.Second); err != nil || !res.Acquired {
-		t.Fatalf("AcquireLease after expiry = %+v, %v", res, err)
-	}
-	if _, err := e.tbl.Fill(c, "k", []byte("A late"), false, time.Minute, "A"); !errors.Is(err, l2.ErrLeaseLost) {
-		t.Fatalf("Fill with an expired, taken-over lease = %v, want ErrLeaseLost", err)
-	}
-	// B gives up: C need not wait for B's lease to expire.
-	if err := e.tbl.ReleaseLease(c, "k", "B"); err != nil {
-		t.Fatalf("ReleaseLease: %v", err)
-	}
-	if err := e.tbl.ReleaseLease(c, "k", "B"); !errors.Is(err, l2.ErrLeaseLost) {
-		t.Fatalf("second ReleaseLease = %v, want ErrLeaseLost", err)
-	}
-	wantNotFound(t, e.tbl, "k", "after release")
-	if res, err := e.tbl.AcquireLease(c, "k", "C", time.Second); err != nil || !res.Acquired {
-		t.Fatalf("AcquireLease after release = %+v, %v", res, err)
-	}
-	// A lease taken over an expired value removes the stale value.
-	e.putRaw(t, map[string]types.AttributeValue{"pk": S("ns#old"), "v": B("stale"), "ver": N(9), "exp": N(time.Now().Add(-time.Minute).Unix())})
-	if res, err := e.tbl.AcquireLease(c, "old", "D", time.Second); err != nil || !res.Acquired {
-		t.Fatalf("AcquireLease over expired value = %+v, %v", res, err)
-	}
-	if raw := e.getRaw(t, "ns#old"); raw["v"] != nil || raw["ver"].(*types.AttributeValueMemberN).Value != "9" {
-		t.Errorf("leased expired item = %v, want no v and version kept", raw)
-	}
-	if ver, err := e.tbl.Fill(c, "old", []byte("fresh"), false, time.Minute, "D"); err != nil || ver != 10 {
-		t.Fatalf("Fill = %d, %v; want version 10", ver, err)
-	}
-}
-
 func TestCorruptItems(t *testing.T) {
 	e := newEnv(t, nil)
 	c := ctx(t)
@@ -473,11 +355,11 @@ func TestSizeLimitsAgainstDynamoDB(t *testing.T) {
 	if _, err := e.tbl.Put(c, key, val, time.Minute); err != nil {
 		t.Fatalf("Put of the largest value with the longest key: %v", err)
 	}
-	if res, err := e.tbl.AcquireLease(c, "big", "owner", time.Second); err != nil || !res.Acquired {
-		t.Fatalf("AcquireLease: %+v, %v", res, err)
+	if res, err := e.tbl.AcquireLeaseAt(c, "big", 0, "owner", time.Second); err != nil || !res.Acquired {
+		t.Fatalf("AcquireLeaseAt: %+v, %v", res, err)
 	}
 	big := make([]byte, e.tbl.MaxValueBytes("big"))
-	if _, err := e.tbl.Fill(c, "big", big, false, time.Minute, "owner"); err != nil {
+	if _, err := e.tbl.Fill(c, "big", big, false, time.Minute, "owner", l2.IfVersion(0)); err != nil {
 		t.Fatalf("Fill of the largest value: %v", err)
 	}
 	if it := mustGet(t, e.tbl, "big"); len(it.Value) != len(big) {

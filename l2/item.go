@@ -24,9 +24,11 @@ type Item struct {
 	ExpiresAt time.Time
 	// NotFound marks a negative entry: the loader said the key does not exist.
 	NotFound bool
-	// Leased is set on the Item Get returns with ErrNotFound when a live fill
-	// lease holds the key (someone is loading it), and by ItemFromStreamImage
-	// on a lease placeholder (lease taken; the entry and version unchanged).
+	// Leased is set on the Item GetLeased returns with ErrNotFound when a
+	// live fill lease holds the key (someone is loading it). Get sets it
+	// only for a format-1 lease (on the key's item, written by an older
+	// release; see the package documentation), and ItemFromStreamImage on a
+	// format-1 lease placeholder.
 	Leased bool
 	// Expired is set only on the Item Get returns with ErrNotFound for an
 	// entry past ExpiresAt that the TTL sweeper has not deleted yet.

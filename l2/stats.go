@@ -41,9 +41,13 @@ var apiOps = [...]string{"GetItem", "BatchGetItem", "UpdateItem",
 const alwaysReported = 3
 
 // apiOp is the index in apiOps of the operation behind record's op: op
-// itself when it is an API name, else UpdateItem (the logical names, such
-// as Fill or AcquireLease, that update passes).
+// itself when it is an API name; for a logical name, the operation it
+// calls: GetLeased a BatchGetItem, the others (Fill, AcquireLease, ...
+// that update passes) an UpdateItem.
 func apiOp(op string) int {
+	if op == "GetLeased" {
+		op = "BatchGetItem"
+	}
 	for i, name := range apiOps {
 		if name == op {
 			return i
@@ -89,8 +93,8 @@ func (s *stats) byOp() map[string]OpStats {
 // Condition failures are answers, not errors: the caller handles them. A
 // call that ran out of Options.CallTimeout (cctx's own deadline, not the
 // caller's) is marked with ErrTimeout. op is the DynamoDB API operation's
-// name, or a logical name (Fill, AcquireLease...) for an UpdateItem call:
-// Stats.ByOp counts it under the API operation (see apiOp).
+// name, or a logical name (Fill, AcquireLease, GetLeased...):
+// Stats.ByOp counts it under the API operation it calls (see apiOp).
 func (t *Table) record(cctx context.Context, op string, err error) error {
 	oc := &t.stats.ops[apiOp(op)]
 	t.stats.calls.Add(1)

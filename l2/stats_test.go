@@ -16,7 +16,7 @@ func TestStatsByOperation(t *testing.T) {
 	if _, err := e.tbl.Put(c, "a", []byte("1"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.tbl.AcquireLease(c, "b", "owner-1", time.Minute); err != nil {
+	if _, err := e.tbl.AcquireLeaseAt(c, "b", 0, "owner-1", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	mustGet(t, e.tbl, "a")

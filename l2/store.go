@@ -19,8 +19,9 @@ type Store interface {
 	DeleteIfVersion(ctx context.Context, key string, version int64) error
 	Fill(ctx context.Context, key string, value []byte, notFound bool, ttl time.Duration, lease string, opts ...FillOption) (int64, error)
 	Refresh(ctx context.Context, key string, value []byte, notFound bool, ttl time.Duration, version int64) (int64, error)
-	AcquireLease(ctx context.Context, key, owner string, ttl time.Duration) (LeaseResult, error)
+	AcquireLeaseAt(ctx context.Context, key string, version int64, owner string, ttl time.Duration) (LeaseResult, error)
 	ReleaseLease(ctx context.Context, key, owner string) error
+	GetLeased(ctx context.Context, key string) (Item, error)
 	EncodeKey(key string) (string, error)
 	DecodeKey(pk string) (string, bool)
 	CheckValue(key string, value []byte) error

@@ -83,8 +83,9 @@ func TestKeyRules(t *testing.T) {
 				"PutNotFound":  func() error { _, err := tbl.PutNotFound(ctx, b.key, time.Minute); return err },
 				"Fill":         func() error { _, err := tbl.Fill(ctx, b.key, []byte("v"), false, time.Minute, ""); return err },
 				"Delete":       func() error { return tbl.Delete(ctx, b.key) },
-				"AcquireLease": func() error { _, err := tbl.AcquireLease(ctx, b.key, "me", time.Second); return err },
+				"AcquireLease": func() error { _, err := tbl.AcquireLeaseAt(ctx, b.key, 0, "me", time.Second); return err },
 				"ReleaseLease": func() error { return tbl.ReleaseLease(ctx, b.key, "me") },
+				"GetLeased":    func() error { _, err := tbl.GetLeased(ctx, b.key); return err },
 			}
 			for op, call := range calls {
 				if err := call(); !errors.Is(err, b.want) {
@@ -163,15 +164,15 @@ func TestValueAndTTLAndLeaseRules(t *testing.T) {
 		"Put":          func() error { _, err := tbl.Put(ctx, "key", nil, 0); return err },
 		"PutNotFound":  func() error { _, err := tbl.PutNotFound(ctx, "key", -time.Second); return err },
 		"Fill":         func() error { _, err := tbl.Fill(ctx, "key", nil, true, 0, ""); return err },
-		"AcquireLease": func() error { _, err := tbl.AcquireLease(ctx, "key", "me", 0); return err },
+		"AcquireLease": func() error { _, err := tbl.AcquireLeaseAt(ctx, "key", 0, "me", 0); return err },
 	} {
 		if err := call(); !errors.Is(err, l2.ErrInvalidTTL) {
 			t.Errorf("%s with TTL <= 0 = %v, want ErrInvalidTTL", name, err)
 		}
 	}
 	for _, owner := range []string{"", "\xfe", strings.Repeat("o", l2.MaxLeaseOwnerBytes+1)} {
-		if _, err := tbl.AcquireLease(ctx, "key", owner, time.Second); !errors.Is(err, l2.ErrInvalidLease) {
-			t.Errorf("AcquireLease(owner %d bytes) = %v, want ErrInvalidLease", len(owner), err)
+		if _, err := tbl.AcquireLeaseAt(ctx, "key", 0, owner, time.Second); !errors.Is(err, l2.ErrInvalidLease) {
+			t.Errorf("AcquireLeaseAt(owner %d bytes) = %v, want ErrInvalidLease", len(owner), err)
 		}
 		if err := tbl.ReleaseLease(ctx, "key", owner); !errors.Is(err, l2.ErrInvalidLease) {
 			t.Errorf("ReleaseLease(owner %d bytes) = %v, want ErrInvalidLease", len(owner), err)

@@ -2,6 +2,7 @@ package l2
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 var names = map[string]string{
 	"#pk": PartitionKeyAttr, "#v": ValueAttr, "#ver": VersionAttr, "#exp": ExpiresAttr,
 	"#neg": NegativeAttr, "#tomb": TombstoneAttr, "#lease": LeaseAttr, "#lexp": LeaseExpiresAttr,
-	"#w": WriterAttr,
+	"#w": WriterAttr, "#lver": LeaseVersionAttr, "#fv": FormatAttr,
 }
 
 // vacantCond is true when the item holds no live entry at :nows (epoch
@@ -24,7 +25,8 @@ var names = map[string]string{
 const vacantCond = "(attribute_not_exists(#pk) OR #tomb = :true OR #exp <= :nows OR " +
 	"(attribute_not_exists(#v) AND (attribute_not_exists(#neg) OR #neg = :false)))"
 
-// noLeaseCond is true when no lease is live at :nowms (epoch millis).
+// noLeaseCond is true when no lease of format 1 (on the key's item, written
+// by an older release) is live at :nowms (epoch millis).
 const noLeaseCond = "(attribute_not_exists(#lease) OR #lexp <= :nowms)"
 
 // update is one UpdateItem request under construction.
@@ -140,8 +142,9 @@ func (t *Table) checkEntry(key string, value []byte, ttl time.Duration) (string,
 
 // Put stores value for key, unconditionally (a user's write is the newest
 // truth), living ttl (> 0). It removes any negative entry, tombstone and
-// lease (so a Fill holding that lease fails with ErrLeaseLost) and returns
-// the new version, one more than the item's last.
+// format-1 lease, and returns the new version, one more than the item's
+// last: a Fill holding a lease bound to an older version fails with
+// ErrLeaseLost.
 //
 // Every write (Put, PutNotFound, Delete, Fill, Refresh, AcquireLease) over a
 // corrupt or foreign item (see repair.go) replaces it where the write's own
@@ -175,30 +178,32 @@ func (t *Table) put(ctx context.Context, op, key string, value []byte, notFound 
 
 // Fill stores the result of a load after a miss: value, or with notFound a
 // negative entry (value ignored), living ttl (> 0). It never overwrites a
-// newer entry:
+// newer entry: it lands only if the item is vacant (absent, tombstone,
+// expired or placeholder) and carries no live lease of format 1 (written on
+// the key's item by an older release; see the package documentation), and:
 //
-//   - lease == "": it lands only if the item is vacant (absent, tombstone,
-//     expired or placeholder) and no one else holds a live lease on it.
-//     Alone, a fill whose load began before a Delete can still land on that
-//     Delete's tombstone: add IfVersion, or take a lease, to close that race.
-//
-//   - lease != "": it lands only if the item still carries this lease (see
-//     AcquireLease). Put, PutNotFound and Delete remove the lease, so a load
-//     that began before them is not stored: ErrLeaseLost.
-//
-//   - IfVersion(v) adds: the item's version is still v, the version Get saw
-//     when the load began (0: no version). Any Put, Delete or fill since then
+//   - IfVersion(v): the item's version is still v, the version Get saw when
+//     the load began (0: no version). Any Put, Delete or fill since then
 //     moved it, so the load may be older than the table: ErrConflict. This
-//     closes the race with a Delete without a lease.
+//     closes the race with a Delete. Without IfVersion, a fill whose load
+//     began before a Delete can still land on that Delete's tombstone.
 //
-// Over a corrupt item, a fill lands as over a vacant one (replacing it), but
-// with lease != "" only if the item still carries that lease, and with
-// IfVersion(v), v != 0, only if it still carries version v; a corrupt item
-// with a readable live lease of another owner refuses a lease-less fill.
+//   - lease != "": the fill of the holder of a lease (see AcquireLeaseAt).
+//     It must carry IfVersion(v) with the version the lease is bound to
+//     (else ErrInvalidLease, before any request); a refusal is then
+//     ErrLeaseLost. The lease item is not written: the fill's new version
+//     voids the lease.
+//
+// A fill without a lease does not see leases of format 2 (in lease items):
+// it may land while another owner holds one, whose fill then loses to it.
+//
+// Over a corrupt item, a fill lands as over a vacant one (replacing it),
+// but with IfVersion(v), v != 0, only if it still carries version v, and
+// not while a live lease of format 1 can be read on it.
 //
 // A refused fill is a *ConflictError (errors.Is ErrConflict, and ErrLeaseLost
 // for a lease fill) whose Current holds the live entry found, if any. On
-// success Fill returns the new version and the lease is gone.
+// success Fill returns the new version.
 func (t *Table) Fill(ctx context.Context, key string, value []byte, notFound bool, ttl time.Duration, lease string, optFns ...FillOption) (version int64, err error) {
 	var fo fillOptions
 	for _, fn := range optFns {
@@ -211,27 +216,25 @@ func (t *Table) Fill(ctx context.Context, key string, value []byte, notFound boo
 	if err != nil {
 		return 0, err
 	}
+	if lease != "" {
+		if err := checkOwner(lease); err != nil {
+			return 0, err
+		}
+		if !fo.ifVersion {
+			return 0, fmt.Errorf("%w: a lease fill needs IfVersion (the version its lease is bound to)", ErrInvalidLease)
+		}
+	}
 	now := t.o.Now()
 	w := t.entryWrite(value, notFound, expSeconds(now, ttl))
-	if lease == "" {
-		w.cond = vacantCond + " AND " + noLeaseCond
-		w.values[":false"] = &types.AttributeValueMemberBOOL{Value: false}
-		w.values[":nows"] = num(now.Unix())
-		w.values[":nowms"] = num(now.UnixMilli())
-		// Over a corrupt item: as over a vacant one, unless a live lease
-		// can be read on it, or IfVersion names a version it does not carry.
-		w.may = func(old map[string]types.AttributeValue) bool {
-			_, held := looseLease(old, now)
-			return !held && (!fo.ifVersion || fo.version == 0 || looseVersion(old) == fo.version)
-		}
-	} else {
-		w.cond = "#lease = :lease"
-		w.values[":lease"] = &types.AttributeValueMemberS{Value: lease}
-		// Over a corrupt item: only if it still carries this lease.
-		w.may = func(old map[string]types.AttributeValue) bool {
-			l, ok := old[LeaseAttr].(*types.AttributeValueMemberS)
-			return ok && l.Value == lease && (!fo.ifVersion || fo.version == 0 || looseVersion(old) == fo.version)
-		}
+	w.cond = vacantCond + " AND " + noLeaseCond
+	w.values[":false"] = &types.AttributeValueMemberBOOL{Value: false}
+	w.values[":nows"] = num(now.Unix())
+	w.values[":nowms"] = num(now.UnixMilli())
+	// Over a corrupt item: as over a vacant one, unless a live lease can be
+	// read on it, or IfVersion names a version it does not carry.
+	w.may = func(old map[string]types.AttributeValue) bool {
+		_, held := looseLease(old, now)
+		return !held && (!fo.ifVersion || fo.version == 0 || looseVersion(old) == fo.version)
 	}
 	if fo.ifVersion {
 		w.cond += " AND " + w.versionIs(fo.version)
@@ -304,8 +307,8 @@ func (t *Table) conflict(old map[string]types.AttributeValue, leaseLost bool, no
 
 // Delete deletes key: it leaves a tombstone (no value, exp = now +
 // TombstoneTTL) and moves the version forward, so versions never repeat
-// across a delete. It removes any lease: a Fill holding it fails with
-// ErrLeaseLost. Deleting an absent key also leaves a tombstone.
+// across a delete: a Fill holding a lease bound to an older version fails
+// with ErrLeaseLost. Deleting an absent key also leaves a tombstone.
 func (t *Table) Delete(ctx context.Context, key string) error {
 	pk, err := t.EncodeKey(key)
 	if err != nil {

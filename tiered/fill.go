@@ -65,8 +65,9 @@ const (
 	// guardVersion: l2.IfVersion(seen), the version the read found vacant
 	// (0: absent, or corrupt): a Set or Delete landing meanwhile wins.
 	guardVersion
-	// guardLease: the lease this fill holds (taken before the loader ran;
-	// any Set or Delete since voids it).
+	// guardLease: the lease this fill holds, bound to seen (taken before
+	// the loader ran): l2.IfVersion(seen) with the lease, so that any Set or
+	// Delete since the read makes the fill lose.
 	guardLease
 	// guardRefresh: l2.Table.Refresh over seen, the version of the entry
 	// being refreshed.
@@ -96,7 +97,8 @@ type job[V any] struct {
 	out   outcome[V]
 
 	guard   guard
-	seen    int64       // the version guardVersion and guardRefresh write over
+	seen    int64       // the version guardVersion, guardLease and guardRefresh write over
+	leased  bool        // the read found a live lease of an older release on the key's item
 	lease   string      // guardLease's token, until the fill consumes or releases it
 	down    bool        // DynamoDB could not answer: the loader call is capped
 	readErr error       // why L2 gave no answer (Get reports it)
@@ -284,7 +286,7 @@ func (f *fill[V]) classify(j *job[V], item l2.Item, err error) {
 		}
 		// Fill only if the key is still at this version: a Set or Delete
 		// landing during the load makes the fill lose, with or without a lease.
-		j.guard, j.seen = guardVersion, item.Version
+		j.guard, j.seen, j.leased = guardVersion, item.Version, item.Leased
 	case errors.Is(err, l2.ErrCorruptItem):
 		j.corrupt.count(&c.stats)
 		j.guard, j.seen = guardVersion, 0 // a fill replaces the corrupt item, unless a write lands first
@@ -425,11 +427,12 @@ func (f *fill[V]) write(j *job[V]) (int64, error) {
 			return c.l2.Fill(f.ctx, j.key, j.enc, e.notFound, j.l2TTL, "", l2.IfVersion(j.seen))
 		})
 	case guardLease:
-		// The lease alone guards the fill: the version the miss saw may be
-		// older than the lease (a Delete in between), and must not refuse
-		// the fill, which would leave the lease held until it expires.
+		// The version the lease is bound to guards the fill (the lease item
+		// is not written: the fill's new version voids the lease). A Delete
+		// between the read and the lease makes this fill lose too: its
+		// lease, bound to the version the Delete left, strands no one.
 		return l2Store(c, j.key, j.enc, func() (int64, error) {
-			return c.l2.Fill(f.ctx, j.key, j.enc, e.notFound, j.l2TTL, j.lease)
+			return c.l2.Fill(f.ctx, j.key, j.enc, e.notFound, j.l2TTL, j.lease, l2.IfVersion(j.seen))
 		})
 	case guardRefresh:
 		return l2Store(c, j.key, j.enc, func() (int64, error) {
@@ -453,8 +456,10 @@ func (f *fill[V]) settle(j *job[V], ver int64, err error) {
 		// callers get the newer entry the table holds, if there is one (some
 		// may have joined after that write was acknowledged), else what the
 		// source said.
+		// A lease, if held, is given back in end: void for every reader of
+		// the key's new version already, but a lease of an older release on
+		// the key's item may have refused the fill without moving it.
 		c.stats.staleFillsDropped.Add(1)
-		j.lease = "" // void
 		if cur, ok := c.newer(err); ok {
 			e = cur
 		}

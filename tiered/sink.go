@@ -37,7 +37,10 @@ func (s sink[V]) Changed(ch invalidation.Change) {
 	}
 	key, ok := c.l2.DecodeKey(ch.PartitionKey)
 	if !ok {
-		return // another namespace
+		// Another namespace, or a lease item (l2.IsLeasePartitionKey: its
+		// partition key never decodes): a lease changes no entry, so fills
+		// in flight here (waiting on it) must not lose.
+		return
 	}
 	s.changed(key, ch)
 }
@@ -88,9 +91,10 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 		c.stats.l2Corrupt.Add(1)
 		return false
 	}
-	// A lease taken changes no entry (it lands only on a vacant item, and
-	// keeps the version): nothing to do, and fills in flight here (which
-	// wait for that lease's fill) must not lose.
+	// A lease an older release took on the key's item (format 1) changes
+	// no entry (it lands only on a vacant item, and keeps the version):
+	// nothing to do, and fills in flight here (which wait for that lease's
+	// fill) must not lose.
 	if item.Leased {
 		return true
 	}

@@ -6,7 +6,9 @@
 //
 // What it models: versions that only grow (one more per write, as UpdateItem
 // ADD does; a repair jumps to the current unix microseconds), tombstones
-// that keep the version across a Delete, fill leases with expiry, the
+// that keep the version across a Delete, fill leases with expiry (in
+// lease items beside the keys' items, bound to a version, as l2 keeps them;
+// not the in-item leases of older releases), the
 // conditional writes (Fill vacant / with a lease / IfVersion, Refresh and
 // DeleteIfVersion over a version) with the live entry found carried in
 // ConflictError.Current, expiry filtering on read (exp in whole seconds,
@@ -41,8 +43,8 @@ type Options struct {
 	// Writer marks every entry this store handle writes (Item.Writer), as
 	// l2.Options.Writer.
 	Writer string
-	// TombstoneTTL is how long a Delete's tombstone (and a lease placeholder)
-	// lives. Default l2.DefaultTombstoneTTL.
+	// TombstoneTTL is how long a Delete's tombstone lives. Default
+	// l2.DefaultTombstoneTTL.
 	TombstoneTTL time.Duration
 	// Now is the clock: expiry, lease expiry and repair versions read it.
 	// Default time.Now.
@@ -66,8 +68,16 @@ type Store struct {
 
 // table is the contents shared by every handle of one Store.
 type table struct {
-	mu    sync.Mutex
-	items map[string]*item // by partition key (namespace#key)
+	mu     sync.Mutex
+	items  map[string]*item  // by partition key (namespace#key)
+	leases map[string]*lease // lease items, by the key's partition key
+}
+
+// lease mirrors one lease item of the l2 format.
+type lease struct {
+	owner   string    // "" once released
+	expires time.Time // whole milliseconds
+	version int64     // the key's version the lease is bound to
 }
 
 type stats struct {
@@ -83,8 +93,6 @@ type item struct {
 	tomb     bool
 	version  int64     // 0: no version attribute
 	exp      time.Time // whole seconds; zero: none
-	lease    string
-	leaseExp time.Time // whole milliseconds
 	writer   string
 	corrupt  bool // does not follow the item format: reads fail, writes repair
 }
@@ -106,7 +114,7 @@ func New(o Options) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Store{o: o, t: &table{items: map[string]*item{}}}, nil
+	return &Store{o: o, t: &table{items: map[string]*item{}, leases: map[string]*lease{}}}, nil
 }
 
 // Handle returns another handle on s's contents with its own options
@@ -123,7 +131,8 @@ func (s *Store) Handle(o Options) (*Store, error) {
 
 // SetFault makes every later call first ask fn (nil: none) with its
 // operation name ("Get", "BatchGet", "Put", "Delete", "DeleteIfVersion",
-// "Fill", "Refresh", "AcquireLease", "ReleaseLease"); a non-nil error fails
+// "Fill", "Refresh", "AcquireLease", "ReleaseLease", "GetLeased"); a
+// non-nil error fails
 // the call before it touches the table, counted in Stats.Errors, as a
 // DynamoDB that is down or throttling. Key and value checks come first, as
 // in l2, where they fail before any request.
@@ -262,9 +271,10 @@ func (it *item) live(now time.Time) bool {
 	return !it.corrupt && !it.tomb && (it.hasValue || it.notFound) && (it.exp.IsZero() || now.Before(it.exp))
 }
 
-// leaseHeld reports whether it carries a lease that has not expired at now.
-func (it *item) leaseHeld(now time.Time) bool {
-	return !it.corrupt && it.lease != "" && now.Before(it.leaseExp)
+// holds reports whether l is a live lease at now bound to version or a
+// later one (a lease bound to an older version was voided by a write).
+func (l *lease) holds(version int64, now time.Time) bool {
+	return l != nil && l.owner != "" && now.Before(l.expires) && l.version >= version
 }
 
 // entry is the Item readers get for a live (or expired) it.

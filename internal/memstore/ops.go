@@ -2,14 +2,16 @@ package memstore
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/tieredcache/tieredcache/l2"
 )
 
 // Get reads key, as l2.Table.Get: ErrNotFound for no live entry, with the
-// vacant item's Version and Leased, or an expired entry marked Expired; a
-// corrupt item is a *l2.CorruptItemError.
+// vacant item's Version, or an expired entry marked Expired; a corrupt item
+// is a *l2.CorruptItemError. It does not read leases (see GetLeased).
 func (s *Store) Get(ctx context.Context, key string) (l2.Item, error) {
 	pk, err := s.EncodeKey(key)
 	if err != nil {
@@ -18,9 +20,34 @@ func (s *Store) Get(ctx context.Context, key string) (l2.Item, error) {
 	if err := s.call(ctx, "Get", "GetItem"); err != nil {
 		return l2.Item{}, err
 	}
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	return s.get(pk, s.o.Now())
+}
+
+// GetLeased reads key as Get does and, with ErrNotFound, whether a live
+// lease bound to the key's version (or a later one) holds it (Leased), as
+// l2.Table.GetLeased: one BatchGetItem request.
+func (s *Store) GetLeased(ctx context.Context, key string) (l2.Item, error) {
+	pk, err := s.EncodeKey(key)
+	if err != nil {
+		return l2.Item{}, err
+	}
+	if err := s.call(ctx, "GetLeased", "BatchGetItem"); err != nil {
+		return l2.Item{}, err
+	}
 	now := s.o.Now()
 	s.t.mu.Lock()
 	defer s.t.mu.Unlock()
+	it, err := s.get(pk, now)
+	if errors.Is(err, l2.ErrNotFound) {
+		it.Leased = s.t.leases[pk].holds(it.Version, now)
+	}
+	return it, err
+}
+
+// get is Get's answer for pk at now, under the table's lock.
+func (s *Store) get(pk string, now time.Time) (l2.Item, error) {
 	it := s.t.items[pk]
 	switch {
 	case it == nil:
@@ -31,7 +58,7 @@ func (s *Store) Get(ctx context.Context, key string) (l2.Item, error) {
 	case it.live(now):
 		return it.entry(), nil
 	case it.tomb || !(it.hasValue || it.notFound):
-		return l2.Item{Key: it.key, Version: it.version, Leased: it.leaseHeld(now)}, l2.ErrNotFound
+		return l2.Item{Key: it.key, Version: it.version}, l2.ErrNotFound
 	}
 	e := it.entry() // expired: its last entry, for stale-if-error
 	e.Expired = true
@@ -111,10 +138,10 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 }
 
 // Fill stores a load's result only over a vacant item, as l2.Table.Fill:
-// without a lease, if no live lease is held; with one, if the item still
-// carries it; with IfVersion(v), if the version is still v. A refused fill is
-// a *l2.ConflictError (ErrLeaseLost for a lease fill) with Current set when
-// a live entry is there.
+// with IfVersion(v), if the version is still v; a lease fill must carry
+// IfVersion (ErrInvalidLease otherwise, before any request) and is refused
+// as ErrLeaseLost. Leases do not stop a fill. A refused fill is a
+// *l2.ConflictError with Current set when a live entry is there.
 func (s *Store) Fill(ctx context.Context, key string, value []byte, notFound bool, ttl time.Duration, lease string, opts ...l2.FillOption) (int64, error) {
 	ifVersion, version := l2.ResolveFillOptions(opts...)
 	if notFound {
@@ -124,20 +151,20 @@ func (s *Store) Fill(ctx context.Context, key string, value []byte, notFound boo
 	if err != nil {
 		return 0, err
 	}
+	if lease != "" {
+		if err := checkOwner(lease); err != nil {
+			return 0, err
+		}
+		if !ifVersion {
+			return 0, fmt.Errorf("%w: a lease fill needs IfVersion", l2.ErrInvalidLease)
+		}
+	}
 	if err := s.call(ctx, "Fill", "UpdateItem"); err != nil {
 		return 0, err
 	}
 	return s.mutate(pk, func(it *item, now time.Time) (int64, error) {
-		var ok bool
-		switch {
-		case it.corrupt: // as over a vacant item; it carries no readable lease
-			ok = lease == "" && (!ifVersion || version == 0 || it.version == version)
-		case lease == "":
-			ok = !it.live(now) && !it.leaseHeld(now)
-		default:
-			ok = it.lease == lease
-		}
-		if ok && ifVersion && !it.corrupt {
+		ok := it.corrupt || !it.live(now) // a corrupt item is replaced as a vacant one
+		if ok && ifVersion && (!it.corrupt || version != 0) {
 			ok = it.version == version
 		}
 		if !ok {
@@ -207,11 +234,11 @@ func (s *Store) DeleteIfVersion(ctx context.Context, key string, version int64) 
 	return err
 }
 
-// AcquireLease takes a fill lease on a vacant, unleased item, as
-// l2.Table.AcquireLease: it leaves a placeholder (a tombstone plus the
-// lease) and does not move the version, but over a corrupt item, which it
-// replaces at a new version.
-func (s *Store) AcquireLease(ctx context.Context, key, owner string, ttl time.Duration) (l2.LeaseResult, error) {
+// AcquireLeaseAt takes a fill lease on key bound to version, as
+// l2.Table.AcquireLeaseAt: it lands unless another owner holds a live lease
+// bound to version or a later one (HolderExpires), and never touches the
+// key's item (nor reads it).
+func (s *Store) AcquireLeaseAt(ctx context.Context, key string, version int64, owner string, ttl time.Duration) (l2.LeaseResult, error) {
 	pk, err := s.EncodeKey(key)
 	if err != nil {
 		return l2.LeaseResult{}, err
@@ -222,37 +249,26 @@ func (s *Store) AcquireLease(ctx context.Context, key, owner string, ttl time.Du
 	if ttl <= 0 {
 		return l2.LeaseResult{}, l2.ErrInvalidTTL
 	}
+	if version < 0 {
+		return l2.LeaseResult{}, fmt.Errorf("%w: negative version", l2.ErrInvalidLease)
+	}
 	if err := s.call(ctx, "AcquireLease", "UpdateItem"); err != nil {
 		return l2.LeaseResult{}, err
 	}
-	var res l2.LeaseResult
-	_, err = s.mutate(pk, func(it *item, now time.Time) (int64, error) {
-		if !it.corrupt && (it.live(now) || it.leaseHeld(now)) {
-			s.stats.condFailed.Add(1)
-			if it.live(now) {
-				e := it.entry()
-				res.Current = &e
-			} else {
-				res.HolderExpires = it.leaseExp
-			}
-			return 0, nil
-		}
-		expires := time.UnixMilli(now.Add(ttl).UnixMilli())
-		if it.corrupt {
-			s.repair(it, now)
-		}
-		it.key, it.corrupt, it.tomb = key, false, true
-		it.value, it.hasValue, it.notFound = nil, false, false
-		it.exp = expSeconds(now, s.o.TombstoneTTL)
-		it.lease, it.leaseExp = owner, expires
-		res = l2.LeaseResult{Acquired: true, Expires: expires}
-		return 0, nil
-	})
-	return res, err
+	now := s.o.Now()
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	if l := s.t.leases[pk]; l.holds(version, now) && l.owner != owner {
+		s.stats.condFailed.Add(1)
+		return l2.LeaseResult{HolderExpires: l.expires}, nil
+	}
+	expires := time.UnixMilli(now.Add(ttl).UnixMilli())
+	s.t.leases[pk] = &lease{owner: owner, expires: expires, version: version}
+	return l2.LeaseResult{Acquired: true, Expires: expires}, nil
 }
 
 // ReleaseLease gives up owner's lease, as l2.Table.ReleaseLease: ErrLeaseLost
-// (a *l2.ConflictError) when the item no longer carries it.
+// (a *l2.ConflictError) when the lease item no longer carries it.
 func (s *Store) ReleaseLease(ctx context.Context, key, owner string) error {
 	pk, err := s.EncodeKey(key)
 	if err != nil {
@@ -264,14 +280,20 @@ func (s *Store) ReleaseLease(ctx context.Context, key, owner string) error {
 	if err := s.call(ctx, "ReleaseLease", "UpdateItem"); err != nil {
 		return err
 	}
-	_, err = s.mutate(pk, func(it *item, now time.Time) (int64, error) {
-		if it.corrupt || it.lease != owner {
-			return 0, s.conflict(it, true, now)
+	now := s.o.Now()
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	l := s.t.leases[pk]
+	if l == nil || l.owner != owner {
+		s.stats.condFailed.Add(1)
+		ce := &l2.ConflictError{LeaseLost: true}
+		if l != nil && l.owner != "" && now.Before(l.expires) {
+			ce.HolderExpires = l.expires
 		}
-		it.lease, it.leaseExp = "", time.Time{}
-		return 0, nil
-	})
-	return err
+		return ce
+	}
+	l.owner = ""
+	return nil
 }
 
 // mutate runs fn on pk's item under the table's lock; an absent item is
@@ -308,7 +330,6 @@ func (s *Store) entryWrite(it *item, key string, value []byte, notFound bool, ex
 		it.value = append([]byte{}, value...) // never nil for a value entry
 	}
 	it.exp = exp
-	it.lease, it.leaseExp = "", time.Time{}
 	it.writer = s.o.Writer
 }
 
@@ -318,7 +339,7 @@ func (s *Store) tombstone(it *item, key string, now time.Time) {
 	it.key, it.corrupt, it.tomb = key, false, true
 	it.value, it.hasValue, it.notFound = nil, false, false
 	it.exp = expSeconds(now, s.o.TombstoneTTL)
-	it.lease, it.leaseExp, it.writer = "", time.Time{}, ""
+	it.writer = ""
 }
 
 // bump moves it's version one forward (UpdateItem ADD), or over a corrupt
@@ -350,8 +371,6 @@ func (s *Store) conflict(it *item, leaseLost bool, now time.Time) error {
 	case it.live(now):
 		e := it.entry()
 		ce.Current = &e
-	case it.leaseHeld(now):
-		ce.HolderExpires = it.leaseExp
 	}
 	return ce
 }

@@ -55,6 +55,8 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"LeaseGuardsFill", testLeaseGuardsFill},
 		{"WritesVoidLeases", testWritesVoidLeases},
 		{"LeaseExpiryAndRelease", testLeaseExpiryAndRelease},
+		{"LeaseBoundToVersion", testLeaseBoundToVersion},
+		{"LeaselessFillIgnoresLeases", testLeaselessFillIgnoresLeases},
 		{"RefreshOverVersion", testRefreshOverVersion},
 		{"DeleteIfVersion", testDeleteIfVersion},
 		{"ExpiryFiltering", testExpiryFiltering},
@@ -267,86 +269,152 @@ func testFillIfVersion(t *testing.T, h Harness) {
 	wantCurrent(t, conflict(t, err, false, "IfVersion over a live entry"), "fresh", seen+1, "IfVersion over a live entry")
 }
 
+// acquire takes owner's lease on key at version, or fails the test.
+func acquire(t *testing.T, s Store, key string, version int64, owner string, ttl time.Duration) l2.LeaseResult {
+	t.Helper()
+	res, err := s.AcquireLeaseAt(ctx(t), key, version, owner, ttl)
+	if err != nil || !res.Acquired {
+		t.Fatalf("AcquireLeaseAt(%q, %d, %q) = %+v, %v; want acquired", key, version, owner, res, err)
+	}
+	return res
+}
+
+// leased asserts what GetLeased says of the vacant key: its version, and
+// whether a live lease holds it.
+func leased(t *testing.T, s Store, key string, version int64, held bool, why string) {
+	t.Helper()
+	it, err := s.GetLeased(ctx(t), key)
+	if !errors.Is(err, l2.ErrNotFound) || it.Version != version || it.Leased != held {
+		t.Fatalf("%s: GetLeased = %+v, %v; want ErrNotFound at version %d, Leased %v", why, it, err, version, held)
+	}
+}
+
 func testLeaseGuardsFill(t *testing.T, h Harness) {
 	s := h.Store
 	before := h.Now()
-	res, err := s.AcquireLease(ctx(t), "k", "A", 10*time.Second)
-	if err != nil || !res.Acquired || res.Current != nil {
-		t.Fatalf("AcquireLease on absent = %+v, %v", res, err)
-	}
+	res := acquire(t, s, "k", 0, "A", 10*time.Second)
 	if lo := before.Add(10 * time.Second).Add(-time.Millisecond); res.Expires.Before(lo) || res.Expires.After(h.Now().Add(10*time.Second)) {
 		t.Errorf("lease expires %v, want about acquire time + 10s (from %v)", res.Expires, lo)
 	}
-	if it := notFound(t, s, "k", "leased key"); !it.Leased || it.Version != 0 {
-		t.Fatalf("leased key read as %+v; want Leased at version 0", it)
+	// The lease lives beside the key's item: Get does not see it (and
+	// BatchGet has no item to return), GetLeased does.
+	if it := notFound(t, s, "k", "leased key"); it.Leased || it.Version != 0 {
+		t.Fatalf("leased key read by Get as %+v; want version 0, not Leased", it)
 	}
-	res2, err := s.AcquireLease(ctx(t), "k", "B", 10*time.Second)
-	if err != nil || res2.Acquired || res2.Current != nil || !res2.HolderExpires.Equal(res.Expires) {
-		t.Fatalf("second AcquireLease = %+v, %v; want HolderExpires %v", res2, err, res.Expires)
+	if m, err := s.BatchGet(ctx(t), []string{"k"}, l2.IncludeVacant()); err != nil || len(m) != 0 {
+		t.Fatalf("BatchGet of a leased absent key = %v, %v; want nothing", m, err)
 	}
-	_, err = s.Fill(ctx(t), "k", []byte("B's"), false, time.Minute, "")
-	if ce := conflict(t, err, false, "lease-less Fill during a lease"); ce.Current != nil || !ce.HolderExpires.Equal(res.Expires) {
-		t.Fatalf("lease-less Fill during a lease: %+v", ce)
+	leased(t, s, "k", 0, true, "leased key")
+	res2, err := s.AcquireLeaseAt(ctx(t), "k", 0, "B", 10*time.Second)
+	if err != nil || res2.Acquired || !res2.HolderExpires.Equal(res.Expires) {
+		t.Fatalf("second AcquireLeaseAt = %+v, %v; want HolderExpires %v", res2, err, res.Expires)
 	}
-	_, err = s.Fill(ctx(t), "k", []byte("B's"), false, time.Minute, "B")
-	conflict(t, err, true, "Fill with a lease not held")
-	mustFill(t, s, "k", "A's", "A", 1)
-	// The fill consumed the lease: a lease attempt now finds the value.
-	res3, err := s.AcquireLease(ctx(t), "k", "C", time.Second)
-	if err != nil || res3.Acquired || res3.Current == nil || string(res3.Current.Value) != "A's" || res3.Current.Version != 1 {
-		t.Fatalf("AcquireLease on a live value = %+v, %v", res3, err)
+	// The holder may take its own lease again.
+	acquire(t, s, "k", 0, "A", 10*time.Second)
+	// A lease fill names the version its lease is bound to.
+	calls := s.Stats().Calls
+	if _, err := s.Fill(ctx(t), "k", []byte("A's"), false, time.Minute, "A"); !errors.Is(err, l2.ErrInvalidLease) {
+		t.Fatalf("lease Fill without IfVersion = %v, want ErrInvalidLease", err)
 	}
-	_, err = s.Fill(ctx(t), "k", []byte("again"), false, time.Minute, "A")
+	if s.Stats().Calls != calls {
+		t.Errorf("a lease Fill without IfVersion reached the table")
+	}
+	mustFill(t, s, "k", "A's", "A", 1, l2.IfVersion(0))
+	if it, err := s.GetLeased(ctx(t), "k"); err != nil || string(it.Value) != "A's" || it.Version != 1 || it.Leased {
+		t.Fatalf("GetLeased after the fill = %+v, %v", it, err)
+	}
+	_, err = s.Fill(ctx(t), "k", []byte("again"), false, time.Minute, "A", l2.IfVersion(0))
 	wantCurrent(t, conflict(t, err, true, "second Fill with a consumed lease"), "A's", 1, "second Fill with a consumed lease")
+	// The fill moved the version: A's lease (bound to 0) binds no one after
+	// a Delete.
+	if err := s.Delete(ctx(t), "k"); err != nil {
+		t.Fatal(err)
+	}
+	leased(t, s, "k", 2, false, "deleted after the lease's fill")
+	acquire(t, s, "k", 2, "C", time.Second)
 }
 
 func testWritesVoidLeases(t *testing.T, h Harness) {
 	s := h.Store
-	if res, err := s.AcquireLease(ctx(t), "k", "A", 10*time.Second); err != nil || !res.Acquired {
-		t.Fatalf("AcquireLease = %+v, %v", res, err)
-	}
+	acquire(t, s, "k", 0, "A", 10*time.Second)
 	if err := s.Delete(ctx(t), "k"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Fill(ctx(t), "k", []byte("stale"), false, time.Minute, "A")
+	_, err := s.Fill(ctx(t), "k", []byte("stale"), false, time.Minute, "A", l2.IfVersion(0))
 	conflict(t, err, true, "Fill after Delete")
 	notFound(t, s, "k", "stale fill after Delete")
-
-	if res, err := s.AcquireLease(ctx(t), "k", "A2", 10*time.Second); err != nil || !res.Acquired {
-		t.Fatalf("AcquireLease on a tombstone = %+v, %v", res, err)
-	}
+	// The voided lease holds no one: the next reader (at the tombstone's
+	// version) takes a lease at once.
+	leased(t, s, "k", 1, false, "lease voided by a Delete")
+	acquire(t, s, "k", 1, "A2", 10*time.Second)
 	mustPut(t, s, "k", "new", 2)
-	_, err = s.Fill(ctx(t), "k", []byte("stale"), false, time.Minute, "A2")
+	_, err = s.Fill(ctx(t), "k", []byte("stale"), false, time.Minute, "A2", l2.IfVersion(1))
 	wantCurrent(t, conflict(t, err, true, "Fill after Put"), "new", 2, "Fill after Put")
 }
 
 func testLeaseExpiryAndRelease(t *testing.T, h Harness) {
 	s := h.Store
-	if res, err := s.AcquireLease(ctx(t), "k", "A", time.Second); err != nil || !res.Acquired {
-		t.Fatalf("AcquireLease = %+v, %v", res, err)
-	}
+	acquire(t, s, "k", 0, "A", time.Second)
 	h.Advance(2 * time.Second)
-	if it := notFound(t, s, "k", "expired lease"); it.Leased {
-		t.Fatalf("an expired lease still reads as Leased: %+v", it)
-	}
-	if res, err := s.AcquireLease(ctx(t), "k", "B", time.Second); err != nil || !res.Acquired {
-		t.Fatalf("AcquireLease after expiry = %+v, %v", res, err)
-	}
-	_, err := s.Fill(ctx(t), "k", []byte("A late"), false, time.Minute, "A")
-	conflict(t, err, true, "Fill with an expired, taken-over lease")
+	leased(t, s, "k", 0, false, "expired lease")
+	acquire(t, s, "k", 0, "B", time.Second)
 	if err := s.ReleaseLease(ctx(t), "k", "B"); err != nil {
 		t.Fatalf("ReleaseLease: %v", err)
 	}
 	conflict(t, s.ReleaseLease(ctx(t), "k", "B"), true, "second ReleaseLease")
-	if it := notFound(t, s, "k", "after release"); it.Leased {
-		t.Fatalf("released lease still reads as Leased: %+v", it)
-	}
-	if res, err := s.AcquireLease(ctx(t), "k", "C", time.Second); err != nil || !res.Acquired {
-		t.Fatalf("AcquireLease after release = %+v, %v", res, err)
-	}
+	leased(t, s, "k", 0, false, "after release")
+	acquire(t, s, "k", 0, "C", time.Second)
+	conflict(t, s.ReleaseLease(ctx(t), "k", "A"), true, "ReleaseLease of a lease taken over")
 	// Leases never moved the version: the holder's fill is the first entry.
-	mustFill(t, s, "k", "C's", "C", 1)
+	mustFill(t, s, "k", "C's", "C", 1, l2.IfVersion(0))
 	conflict(t, s.ReleaseLease(ctx(t), "absent", "C"), true, "ReleaseLease of an absent key")
+	// An expired holder whose key nobody wrote since its read still fills:
+	// leases keep herds off the source; versions keep fills fresh.
+	acquire(t, s, "late", 0, "D", time.Second)
+	h.Advance(2 * time.Second)
+	acquire(t, s, "late", 0, "E", time.Second)
+	mustFill(t, s, "late", "D's", "D", 1, l2.IfVersion(0))
+	_, err := s.Fill(ctx(t), "late", []byte("E's"), false, time.Minute, "E", l2.IfVersion(0))
+	wantCurrent(t, conflict(t, err, true, "Fill after the expired holder's"), "D's", 1, "Fill after the expired holder's")
+}
+
+func testLeaseBoundToVersion(t *testing.T, h Harness) {
+	s := h.Store
+	mustPut(t, s, "k", "v", 1)
+	if err := s.Delete(ctx(t), "k"); err != nil {
+		t.Fatal(err)
+	}
+	res := acquire(t, s, "k", 2, "A", 10*time.Second)
+	// A reader that saw an older version (a stale read) waits for it...
+	if r, err := s.AcquireLeaseAt(ctx(t), "k", 1, "B", 10*time.Second); err != nil || r.Acquired || !r.HolderExpires.Equal(res.Expires) {
+		t.Fatalf("AcquireLeaseAt at an older version = %+v, %v; want HolderExpires %v", r, err, res.Expires)
+	}
+	leased(t, s, "k", 2, true, "lease bound to the key's version")
+	// A reader that saw a newer version takes the lease over: the holder's
+	// fill can only lose.
+	mustPut(t, s, "k", "w", 3)
+	if err := s.Delete(ctx(t), "k"); err != nil {
+		t.Fatal(err)
+	}
+	leased(t, s, "k", 4, false, "lease bound to an older version")
+	acquire(t, s, "k", 4, "B", 10*time.Second)
+	_, err := s.Fill(ctx(t), "k", []byte("A's"), false, time.Minute, "A", l2.IfVersion(2))
+	conflict(t, err, true, "Fill of a lease taken over")
+	mustFill(t, s, "k", "B's", "B", 5, l2.IfVersion(4))
+	if _, err := s.AcquireLeaseAt(ctx(t), "k", -1, "C", time.Second); !errors.Is(err, l2.ErrInvalidLease) {
+		t.Fatalf("AcquireLeaseAt at version -1 = %v, want ErrInvalidLease", err)
+	}
+}
+
+func testLeaselessFillIgnoresLeases(t *testing.T, h Harness) {
+	s := h.Store
+	acquire(t, s, "k", 0, "A", 10*time.Second)
+	// A fill without a lease (GetMany's, or a node that gave up waiting)
+	// does not read the lease item: it lands, and the holder's fill loses
+	// to it.
+	mustFill(t, s, "k", "other", "", 1, l2.IfVersion(0))
+	_, err := s.Fill(ctx(t), "k", []byte("A's"), false, time.Minute, "A", l2.IfVersion(0))
+	wantCurrent(t, conflict(t, err, true, "holder's Fill after a lease-less one"), "other", 1, "holder's Fill after a lease-less one")
 }
 
 func testRefreshOverVersion(t *testing.T, h Harness) {
@@ -419,15 +487,12 @@ func testExpiryFiltering(t *testing.T, h Harness) {
 	}
 	// An expired item is vacant: a fill lands on it with the next version...
 	mustFill(t, s, "k", "fresh", "", 2, l2.IfVersion(1))
-	// ...and a lease is taken over it, keeping the version.
-	res, err := s.AcquireLease(ctx(t), "neg", "A", time.Second)
-	if err != nil || !res.Acquired {
-		t.Fatalf("AcquireLease over an expired entry = %+v, %v", res, err)
+	// ...and a lease is taken over it, at its version, leaving it as it is.
+	acquire(t, s, "neg", 1, "A", time.Second)
+	if it, err := s.GetLeased(ctx(t), "neg"); !errors.Is(err, l2.ErrNotFound) || !it.Expired || !it.NotFound || !it.Leased || it.Version != 1 {
+		t.Fatalf("lease over an expired entry: GetLeased = %+v, %v; want Expired, Leased at version 1", it, err)
 	}
-	if it := notFound(t, s, "neg", "lease over expired"); it.Expired || !it.Leased || it.Version != 1 {
-		t.Fatalf("lease over an expired entry reads %+v; want Leased at version 1", it)
-	}
-	mustFill(t, s, "neg", "loaded", "A", 2)
+	mustFill(t, s, "neg", "loaded", "A", 2, l2.IfVersion(1))
 }
 
 func testBatchGet(t *testing.T, h Harness) {
@@ -488,14 +553,11 @@ func testBatchGetIncludeVacant(t *testing.T, h Harness) {
 	if err := s.Delete(ctx(t), "deleted"); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := s.AcquireLease(ctx(t), "leased", "A", 10*time.Second); err != nil || !res.Acquired {
-		t.Fatalf("AcquireLease = %+v, %v", res, err)
-	}
 	if _, err := s.Put(ctx(t), "expired", []byte("v"), 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	h.Advance(12 * time.Second)
-	keys := []string{"live", "deleted", "leased", "expired", "absent"}
+	keys := []string{"live", "deleted", "expired", "absent"}
 	// Without IncludeVacant only the live entry comes back (its 1m TTL
 	// outlives the 12s the clock moved).
 	m, err := s.BatchGet(ctx(t), keys)
@@ -506,7 +568,7 @@ func testBatchGetIncludeVacant(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int64{"deleted": 2, "leased": 0, "expired": 1}
+	want := map[string]int64{"deleted": 2, "expired": 1}
 	for k, ver := range want {
 		if it, ok := m[k]; !ok || !it.Vacant || it.Version != ver || it.Key != k || it.Value != nil {
 			t.Errorf("IncludeVacant[%s] = %+v, %v; want Vacant at version %d", k, it, ok, ver)
@@ -515,8 +577,8 @@ func testBatchGetIncludeVacant(t *testing.T, h Harness) {
 	if it := m["live"]; it.Vacant || string(it.Value) != "v" {
 		t.Errorf("IncludeVacant[live] = %+v", it)
 	}
-	if _, ok := m["absent"]; ok || len(m) != 4 {
-		t.Errorf("IncludeVacant returned %d keys (absent: %v), want 4 without absent", len(m), ok)
+	if _, ok := m["absent"]; ok || len(m) != 3 {
+		t.Errorf("IncludeVacant returned %d keys (absent: %v), want 3 without absent", len(m), ok)
 	}
 }
 
@@ -539,8 +601,9 @@ func testBadInputs(t *testing.T, h Harness) {
 		_, errs["Refresh"] = s.Refresh(c, b.key, []byte("v"), false, time.Minute, 0)
 		errs["Delete"] = s.Delete(c, b.key)
 		errs["DeleteIfVersion"] = s.DeleteIfVersion(c, b.key, 0)
-		_, errs["AcquireLease"] = s.AcquireLease(c, b.key, "A", time.Second)
+		_, errs["AcquireLeaseAt"] = s.AcquireLeaseAt(c, b.key, 0, "A", time.Second)
 		errs["ReleaseLease"] = s.ReleaseLease(c, b.key, "A")
+		_, errs["GetLeased"] = s.GetLeased(c, b.key)
 		for op, err := range errs {
 			if !errors.Is(err, b.want) {
 				t.Errorf("%s(%.10q) = %v, want %v", op, b.key, err, b.want)
@@ -571,11 +634,11 @@ func testBadInputs(t *testing.T, h Harness) {
 	if _, err := s.Fill(c, "k", []byte("v"), false, -time.Second, ""); !errors.Is(err, l2.ErrInvalidTTL) {
 		t.Errorf("Fill with a negative TTL = %v", err)
 	}
-	if _, err := s.AcquireLease(c, "k", "A", 0); !errors.Is(err, l2.ErrInvalidTTL) {
-		t.Errorf("AcquireLease with TTL 0 = %v", err)
+	if _, err := s.AcquireLeaseAt(c, "k", 0, "A", 0); !errors.Is(err, l2.ErrInvalidTTL) {
+		t.Errorf("AcquireLeaseAt with TTL 0 = %v", err)
 	}
-	if _, err := s.AcquireLease(c, "k", "", time.Second); !errors.Is(err, l2.ErrInvalidLease) {
-		t.Errorf("AcquireLease with no owner = %v", err)
+	if _, err := s.AcquireLeaseAt(c, "k", 0, "", time.Second); !errors.Is(err, l2.ErrInvalidLease) {
+		t.Errorf("AcquireLeaseAt with no owner = %v", err)
 	}
 	if err := s.ReleaseLease(c, "k", "\xff"); !errors.Is(err, l2.ErrInvalidLease) {
 		t.Errorf("ReleaseLease with an invalid owner = %v", err)
