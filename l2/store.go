@@ -22,6 +22,7 @@ type Store interface {
 	AcquireLease(ctx context.Context, key, owner string, ttl time.Duration) (LeaseResult, error)
 	ReleaseLease(ctx context.Context, key, owner string) error
 	EncodeKey(key string) (string, error)
+	CheckKey(key string) error
 	DecodeKey(pk string) (string, bool)
 	CheckValue(key string, value []byte) error
 	Stats() Stats

@@ -48,9 +48,9 @@ func (t *Table) update(ctx context.Context, op, pk string, u update, returnNew b
 	if returnNew {
 		in.ReturnValues = types.ReturnValueUpdatedNew
 	}
-	cctx, cancel := t.callCtx(ctx)
-	defer cancel()
-	out, err := t.c.UpdateItem(cctx, in, withProgress)
+	cctx, w := t.callCtx(ctx)
+	defer w.close()
+	out, err := t.c.UpdateItem(cctx, in, t.withProgress...)
 	return out, t.record(cctx, op, err)
 }
 
