@@ -33,21 +33,18 @@ func TestStreamViewMigration(t *testing.T) {
 	}
 	a.awaitEvent(t, "before")
 
-	tbl, err := l2.New(l2.Options{Client: l2.NewClient(cfg), Table: table})
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := l2.NewClient(cfg)
 	fa, fb := a.src.PodStats().BridgeFlushes, b.src.PodStats().BridgeFlushes
 	start := time.Now()
-	if err := tbl.DisableStream(ctx); err != nil {
-		t.Fatalf("DisableStream: %v", err)
+	if err := dynamolocal.SetStream(ctx, client, table, ""); err != nil {
+		t.Fatalf("disable the stream: %v", err)
 	}
 	waitFor(t, "both pods told to flush and distrust", func() bool {
 		return !trusted(a)() && !trusted(b)() && a.src.PodStats().BridgeFlushes > fa && b.src.PodStats().BridgeFlushes > fb
 	})
 	degraded := time.Since(start)
-	if err := tbl.EnableStream(ctx, ddbtypes.StreamViewTypeNewImage); err != nil {
-		t.Fatalf("EnableStream: %v", err)
+	if err := dynamolocal.SetStream(ctx, client, table, ddbtypes.StreamViewTypeNewImage); err != nil {
+		t.Fatalf("enable the stream (NEW_IMAGE): %v", err)
 	}
 	enabled := time.Now()
 	waitFor(t, "both pods trusted on the new stream", func() bool { return trusted(a)() && trusted(b)() })

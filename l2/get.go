@@ -25,13 +25,13 @@ func (t *Table) Get(ctx context.Context, key string) (Item, error) {
 	if err != nil {
 		return Item{}, err
 	}
-	cctx, cancel := t.callCtx(ctx)
-	defer cancel()
+	cctx, w := t.callCtx(ctx)
+	defer w.close()
 	out, err := t.c.GetItem(cctx, &dynamodb.GetItemInput{
-		TableName:      aws.String(t.o.Table),
+		TableName:      t.tableName,
 		Key:            map[string]types.AttributeValue{PartitionKeyAttr: &types.AttributeValueMemberS{Value: pk}},
 		ConsistentRead: aws.Bool(t.o.ConsistentRead),
-	}, withProgress)
+	}, t.withProgress...)
 	if err = t.record(cctx, "GetItem", err); err != nil {
 		return Item{}, err
 	}
@@ -60,7 +60,7 @@ func (t *Table) getResult(m map[string]types.AttributeValue, now time.Time) (Ite
 
 // parse parses a table item, counting corrupt ones.
 func (t *Table) parse(m map[string]types.AttributeValue) (rawItem, error) {
-	r, err := parseItem(fromTable(m))
+	r, err := parseItem(tableItem(m))
 	if err != nil {
 		t.stats.corrupt.Add(1)
 	}
@@ -177,7 +177,7 @@ func (t *Table) batchItem(m map[string]types.AttributeValue, now time.Time, bo *
 		}
 		r.Item = Item{Key: r.Key, Version: r.Version, Vacant: true}
 	}
-	if _, ok := t.DecodeKey(t.o.Namespace + "#" + r.Key); ok {
+	if pk, _ := tableItem(m).attr(PartitionKeyAttr); t.ownsPK(pk.s) {
 		found[r.Key] = r.Item
 	}
 }
@@ -211,14 +211,14 @@ func IncludeVacant() BatchGetOption {
 }
 
 func (t *Table) batchCall(ctx context.Context, keys []map[string]types.AttributeValue) (*dynamodb.BatchGetItemOutput, error) {
-	cctx, cancel := t.callCtxFirst(ctx, t.batchFirst(len(keys)))
-	defer cancel()
+	cctx, w := t.callCtxFirst(ctx, t.batchFirst(len(keys)))
+	defer w.close()
 	out, err := t.c.BatchGetItem(cctx, &dynamodb.BatchGetItemInput{
 		RequestItems: map[string]types.KeysAndAttributes{t.o.Table: {
 			Keys:           keys,
 			ConsistentRead: aws.Bool(t.o.ConsistentRead),
 		}},
-	}, withProgress)
+	}, t.withProgress...)
 	return out, t.record(cctx, "BatchGetItem", err)
 }
 

@@ -73,42 +73,55 @@ type av struct {
 	bool bool
 }
 
-func fromTable(m map[string]types.AttributeValue) map[string]av {
-	out := make(map[string]av, len(m))
-	for k, v := range m {
-		switch v := v.(type) {
-		case *types.AttributeValueMemberS:
-			out[k] = av{kind: "S", s: v.Value}
-		case *types.AttributeValueMemberN:
-			out[k] = av{kind: "N", s: v.Value}
-		case *types.AttributeValueMemberB:
-			out[k] = av{kind: "B", b: v.Value}
-		case *types.AttributeValueMemberBOOL:
-			out[k] = av{kind: "BOOL", bool: v.Value}
-		default:
-			out[k] = av{kind: typeName(v)}
-		}
-	}
-	return out
+// attrSource is an item's attributes as parseItem reads them: a table item
+// or a stream image, read in place (no copy of the map).
+type attrSource interface {
+	attr(name string) (av, bool)
 }
 
-func fromStream(m map[string]streamtypes.AttributeValue) map[string]av {
-	out := make(map[string]av, len(m))
-	for k, v := range m {
-		switch v := v.(type) {
-		case *streamtypes.AttributeValueMemberS:
-			out[k] = av{kind: "S", s: v.Value}
-		case *streamtypes.AttributeValueMemberN:
-			out[k] = av{kind: "N", s: v.Value}
-		case *streamtypes.AttributeValueMemberB:
-			out[k] = av{kind: "B", b: v.Value}
-		case *streamtypes.AttributeValueMemberBOOL:
-			out[k] = av{kind: "BOOL", bool: v.Value}
-		default:
-			out[k] = av{kind: typeName(v)}
-		}
+// tableItem is an item as the DynamoDB API returns it.
+type tableItem map[string]types.AttributeValue
+
+func (m tableItem) attr(name string) (av, bool) {
+	v, ok := m[name]
+	if !ok {
+		return av{}, false
 	}
-	return out
+	switch v := v.(type) {
+	case *types.AttributeValueMemberS:
+		return av{kind: "S", s: v.Value}, true
+	case *types.AttributeValueMemberN:
+		return av{kind: "N", s: v.Value}, true
+	case *types.AttributeValueMemberB:
+		return av{kind: "B", b: v.Value}, true
+	case *types.AttributeValueMemberBOOL:
+		return av{kind: "BOOL", bool: v.Value}, true
+	}
+	return av{kind: typeName(v)}, true
+}
+
+// fromTable is m as parseItem reads it (in place).
+func fromTable(m map[string]types.AttributeValue) tableItem { return tableItem(m) }
+
+// streamItem is an image of a DynamoDB Streams record.
+type streamItem map[string]streamtypes.AttributeValue
+
+func (m streamItem) attr(name string) (av, bool) {
+	v, ok := m[name]
+	if !ok {
+		return av{}, false
+	}
+	switch v := v.(type) {
+	case *streamtypes.AttributeValueMemberS:
+		return av{kind: "S", s: v.Value}, true
+	case *streamtypes.AttributeValueMemberN:
+		return av{kind: "N", s: v.Value}, true
+	case *streamtypes.AttributeValueMemberB:
+		return av{kind: "B", b: v.Value}, true
+	case *streamtypes.AttributeValueMemberBOOL:
+		return av{kind: "BOOL", bool: v.Value}, true
+	}
+	return av{kind: typeName(v)}, true
 }
 
 // typeName names an attribute value type for error messages, without its
@@ -123,9 +136,9 @@ func typeName(v any) string {
 
 // parseItem checks m against the item format. It never panics, whatever m
 // holds; a violation is a *CorruptItemError.
-func parseItem(m map[string]av) (rawItem, error) {
+func parseItem(m attrSource) (rawItem, error) {
 	var r rawItem
-	pk, ok := m[PartitionKeyAttr]
+	pk, ok := m.attr(PartitionKeyAttr)
 	if !ok {
 		return r, &CorruptItemError{PartitionKeyAttr, "missing"}
 	}
@@ -138,7 +151,7 @@ func parseItem(m map[string]av) (rawItem, error) {
 	}
 	r.Key = key
 
-	if v, ok := m[ValueAttr]; ok {
+	if v, ok := m.attr(ValueAttr); ok {
 		if v.kind != "B" {
 			return r, &CorruptItemError{ValueAttr, "type " + v.kind + ", want B"}
 		}
@@ -176,7 +189,7 @@ func parseItem(m map[string]av) (rawItem, error) {
 	if hasExp {
 		r.ExpiresAt = time.Unix(exp, 0)
 	}
-	if l, ok := m[LeaseAttr]; ok {
+	if l, ok := m.attr(LeaseAttr); ok {
 		if l.kind != "S" {
 			return r, &CorruptItemError{LeaseAttr, "type " + l.kind + ", want S"}
 		}
@@ -190,7 +203,7 @@ func parseItem(m map[string]av) (rawItem, error) {
 		}
 		r.leaseExp = time.UnixMilli(lexp)
 	}
-	if w, ok := m[WriterAttr]; ok && w.kind == "S" {
+	if w, ok := m.attr(WriterAttr); ok && w.kind == "S" {
 		r.Writer = w.s // a mark of another type is ignored: it proves nothing
 	}
 	if r.tomb {
@@ -201,8 +214,8 @@ func parseItem(m map[string]av) (rawItem, error) {
 	return r, nil
 }
 
-func boolAttr(m map[string]av, name string) (bool, error) {
-	a, ok := m[name]
+func boolAttr(m attrSource, name string) (bool, error) {
+	a, ok := m.attr(name)
 	if !ok {
 		return false, nil
 	}
@@ -214,8 +227,8 @@ func boolAttr(m map[string]av, name string) (bool, error) {
 
 // intAttr reads an N attribute holding an integer (a decimal with a zero
 // fraction is accepted: other writers may produce one).
-func intAttr(m map[string]av, name string) (int64, bool, error) {
-	a, ok := m[name]
+func intAttr(m attrSource, name string) (int64, bool, error) {
+	a, ok := m.attr(name)
 	if !ok {
 		return 0, false, nil
 	}
@@ -241,7 +254,7 @@ func ItemFromStreamImage(img map[string]streamtypes.AttributeValue) (Item, error
 	if len(img) == 0 {
 		return Item{}, &CorruptItemError{PartitionKeyAttr, "empty image"}
 	}
-	r, err := parseItem(fromStream(img))
+	r, err := parseItem(streamItem(img))
 	if err != nil {
 		return Item{}, err
 	}

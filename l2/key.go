@@ -46,6 +46,10 @@ func (t *Table) EncodeKey(key string) (string, error) {
 	return t.o.Namespace + "#" + key, nil
 }
 
+// CheckKey returns the error EncodeKey gives for key (nil for a valid key),
+// without building the partition key: a check that allocates nothing.
+func (t *Table) CheckKey(key string) error { return t.checkKey(key) }
+
 func (t *Table) checkKey(key string) error {
 	if key == "" {
 		return ErrEmptyKey
@@ -68,6 +72,13 @@ func (t *Table) DecodeKey(pk string) (key string, ok bool) {
 		return "", false
 	}
 	return key, true
+}
+
+// ownsPK reports whether pk is Namespace + "#" + a key, without building
+// that string.
+func (t *Table) ownsPK(pk string) bool {
+	ns := t.o.Namespace
+	return len(pk) > len(ns)+1 && pk[len(ns)] == '#' && pk[:len(ns)] == ns
 }
 
 // MaxValueBytes returns the largest value that fits in one item for key (key

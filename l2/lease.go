@@ -203,15 +203,15 @@ func (t *Table) GetLeased(ctx context.Context, key string) (Item, error) {
 			}
 			backoff = min(2*backoff, t.o.BatchMaxWait)
 		}
-		cctx, cancel := t.callCtxFirst(ctx, t.batchFirst(len(keys)))
+		cctx, w := t.callCtxFirst(ctx, t.batchFirst(len(keys)))
 		out, err := t.c.BatchGetItem(cctx, &dynamodb.BatchGetItemInput{
 			RequestItems: map[string]types.KeysAndAttributes{t.o.Table: {
 				Keys:           keys,
 				ConsistentRead: aws.Bool(t.o.ConsistentRead),
 			}},
-		}, withProgress)
+		}, t.withProgress...)
 		err = t.record(cctx, "GetLeased", err)
-		cancel()
+		w.close()
 		if err != nil {
 			return Item{}, err
 		}

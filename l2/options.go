@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
@@ -27,7 +28,6 @@ type API interface {
 	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
 	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
-	UpdateTable(ctx context.Context, in *dynamodb.UpdateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateTableOutput, error)
 	DescribeTimeToLive(ctx context.Context, in *dynamodb.DescribeTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTimeToLiveOutput, error)
 	UpdateTimeToLive(ctx context.Context, in *dynamodb.UpdateTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateTimeToLiveOutput, error)
 }
@@ -93,6 +93,10 @@ type Table struct {
 	o     Options
 	c     API
 	stats stats
+
+	progress     progressCache
+	withProgress []func(*dynamodb.Options) // {progressOpt}, built once: a method value and a variadic slice per call allocate
+	tableName    *string                   // &o.Table for read inputs, built once (the SDK does not change inputs)
 }
 
 // New checks o and returns a Table. It makes no call to DynamoDB (see
@@ -151,7 +155,10 @@ func New(o Options) (*Table, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Table{o: o, c: o.Client}, nil
+	t := &Table{o: o, c: o.Client}
+	t.withProgress = []func(*dynamodb.Options){t.progressOpt}
+	t.tableName = aws.String(o.Table)
+	return t, nil
 }
 
 func validTableName(name string) error {

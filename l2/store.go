@@ -23,6 +23,7 @@ type Store interface {
 	ReleaseLease(ctx context.Context, key, owner string) error
 	GetLeased(ctx context.Context, key string) (Item, error)
 	EncodeKey(key string) (string, error)
+	CheckKey(key string) error
 	DecodeKey(pk string) (string, bool)
 	CheckValue(key string, value []byte) error
 	Stats() Stats

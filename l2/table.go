@@ -214,25 +214,3 @@ func (t *Table) ensureTTL(ctx context.Context) ([]string, error) {
 	}
 	return nil, nil
 }
-
-// EnableStream enables the table's stream with view (e.g. after
-// DisableStream in a test) and waits until the table is ACTIVE. Enabling
-// gives a new stream ARN: readers of the old one lose track.
-func (t *Table) EnableStream(ctx context.Context, view types.StreamViewType) error {
-	return t.setStream(ctx, &types.StreamSpecification{StreamEnabled: aws.Bool(true), StreamViewType: view})
-}
-
-// DisableStream disables the table's stream and waits until the table is
-// ACTIVE. For tests of stream loss; a cache needs its stream.
-func (t *Table) DisableStream(ctx context.Context) error {
-	return t.setStream(ctx, &types.StreamSpecification{StreamEnabled: aws.Bool(false)})
-}
-
-func (t *Table) setStream(ctx context.Context, spec *types.StreamSpecification) error {
-	_, err := t.c.UpdateTable(ctx, &dynamodb.UpdateTableInput{TableName: aws.String(t.o.Table), StreamSpecification: spec})
-	if err != nil {
-		return callError("UpdateTable", err)
-	}
-	_, err = t.waitActive(ctx)
-	return err
-}

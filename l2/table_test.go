@@ -142,18 +142,18 @@ func TestEnsureTableChecksStreamViewAndRepairsTTL(t *testing.T) {
 
 	// Stream helpers: disabled is reported; enabling with NEW_AND_OLD_IMAGES
 	// satisfies both KEYS_ONLY and NEW_IMAGE.
-	if err := keysOnly.DisableStream(ctx(t)); err != nil {
-		t.Fatalf("DisableStream: %v", err)
+	if err := dynamolocal.SetStream(ctx(t), raw, name, ""); err != nil {
+		t.Fatalf("disabling the stream: %v", err)
 	}
 	if err := keysOnly.EnsureTable(ctx(t)); !errors.As(err, &tm) || len(tm.Problems) != 1 || !strings.Contains(tm.Problems[0], "stream disabled") {
 		t.Fatalf("EnsureTable with the stream disabled = %v", err)
 	}
-	if err := keysOnly.EnableStream(ctx(t), types.StreamViewTypeNewAndOldImages); err != nil {
-		t.Fatalf("EnableStream: %v", err)
+	if err := dynamolocal.SetStream(ctx(t), raw, name, types.StreamViewTypeNewAndOldImages); err != nil {
+		t.Fatalf("enabling the stream: %v", err)
 	}
 	for _, tbl := range []*l2.Table{keysOnly, newImage} {
 		if err := tbl.EnsureTable(ctx(t)); err != nil {
-			t.Fatalf("EnsureTable after EnableStream(NEW_AND_OLD_IMAGES): %v", err)
+			t.Fatalf("EnsureTable after enabling NEW_AND_OLD_IMAGES: %v", err)
 		}
 	}
 }

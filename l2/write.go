@@ -50,9 +50,9 @@ func (t *Table) update(ctx context.Context, op, pk string, u update, returnNew b
 	if returnNew {
 		in.ReturnValues = types.ReturnValueUpdatedNew
 	}
-	cctx, cancel := t.callCtx(ctx)
-	defer cancel()
-	out, err := t.c.UpdateItem(cctx, in, withProgress)
+	cctx, w := t.callCtx(ctx)
+	defer w.close()
+	out, err := t.c.UpdateItem(cctx, in, t.withProgress...)
 	return out, t.record(cctx, op, err)
 }
 
@@ -158,9 +158,10 @@ func (t *Table) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 	return t.put(ctx, "Put", key, value, false, ttl)
 }
 
-// PutNotFound stores a negative entry ("the key does not exist at the
-// source") for key, unconditionally, like Put.
-func (t *Table) PutNotFound(ctx context.Context, key string, ttl time.Duration) (version int64, err error) {
+// putNotFound stores a negative entry ("the key does not exist at the
+// source") for key, unconditionally, like Put. Only tests use it (the cache
+// stores negative entries through Fill).
+func (t *Table) putNotFound(ctx context.Context, key string, ttl time.Duration) (version int64, err error) {
 	return t.put(ctx, "PutNotFound", key, nil, true, ttl)
 }
 

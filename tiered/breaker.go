@@ -60,8 +60,12 @@ func isBadInput(err error) bool {
 // l2 itself (every page and retry of a BatchGet too); calls the breaker
 // refuses reach no DynamoDB and are counted nowhere.
 func l2Call[V, T any](c *Cache[V], fn func() (T, error)) (T, error) {
-	r, err := c.breaker.Execute(func() (any, error) { return fn() })
-	t, _ := r.(T)
+	var t T // set by the closure, not returned through any: boxing an l2.Item allocates
+	_, err := c.breaker.Execute(func() (any, error) {
+		var err error
+		t, err = fn()
+		return nil, err
+	})
 	return t, breakerError(err)
 }
 

@@ -1,7 +1,6 @@
 package tiered
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 )
@@ -21,15 +20,9 @@ type BytesCodec struct{}
 // Encode returns b itself.
 func (BytesCodec) Encode(b []byte) ([]byte, error) { return b, nil }
 
-// Decode returns b itself, or a copy of it when b has spare capacity (the
-// SDK's base64 buffer is a little longer than the value, which puts it in a
-// larger size class of Go's allocator): L1 then holds what it charges for.
-func (BytesCodec) Decode(b []byte) ([]byte, error) {
-	if cap(b) > len(b) {
-		return bytes.Clone(b), nil
-	}
-	return b, nil
-}
+// Decode returns b itself. An entry filled from L2 is charged to L1 for
+// what b occupies, spare capacity included (see heldSize).
+func (BytesCodec) Decode(b []byte) ([]byte, error) { return b, nil }
 
 // StringCodec stores strings as UTF-8 bytes.
 type StringCodec struct{}

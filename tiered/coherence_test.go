@@ -17,6 +17,7 @@ import (
 
 	"github.com/tieredcache/tieredcache/internal/dynamolocal"
 	"github.com/tieredcache/tieredcache/internal/history"
+	"github.com/tieredcache/tieredcache/l2"
 	"github.com/tieredcache/tieredcache/tiered"
 )
 
@@ -169,9 +170,9 @@ func TestStreamDisabledFlushesAndRecovers(t *testing.T) {
 			t.Fatalf("node %d does not hold k in L1 (%v)", i, err)
 		}
 	}
-	tbl := l2Table(t, nodes[0].tableName)
-	if err := tbl.DisableStream(ctx); err != nil {
-		t.Fatalf("DisableStream: %v", err)
+	raw := l2.NewClient(awsConfig(t))
+	if err := dynamolocal.SetStream(ctx, raw, nodes[0].tableName, ""); err != nil {
+		t.Fatalf("disabling the stream: %v", err)
 	}
 	start := time.Now()
 	// A write no stream will ever announce: the other nodes hold v0.
@@ -199,8 +200,8 @@ func TestStreamDisabledFlushesAndRecovers(t *testing.T) {
 	for i, n := range nodes {
 		flushed[i] = n.Stats().Stream.Flushes
 	}
-	if err := tbl.EnableStream(ctx, types.StreamViewTypeKeysOnly); err != nil {
-		t.Fatalf("EnableStream: %v", err)
+	if err := dynamolocal.SetStream(ctx, raw, nodes[0].tableName, types.StreamViewTypeKeysOnly); err != nil {
+		t.Fatalf("enabling the stream: %v", err)
 	}
 	for i, n := range nodes {
 		i, n := i, n

@@ -129,7 +129,12 @@ type fill[V any] struct {
 }
 
 func (c *Cache[V]) newFill(mode fillMode, src source[V], keys ...string) *fill[V] {
-	f := &fill[V]{c: c, mode: mode, src: src}
+	return c.initFill(new(fill[V]), mode, src, keys...)
+}
+
+// initFill sets up f (zero: fresh storage, as join returns) as newFill does.
+func (c *Cache[V]) initFill(f *fill[V], mode fillMode, src source[V], keys ...string) *fill[V] {
+	*f = fill[V]{c: c, mode: mode, src: src}
 	if len(keys) == 1 {
 		f.jobs = f.one[:]
 	} else {
@@ -334,7 +339,7 @@ func (f *fill[V]) adopt(j *job[V], item l2.Item) bool {
 	} else {
 		c.stats.l2Hits.Add(1)
 	}
-	c.keep(j.key, j.fence, e, int64(len(item.Value)), 0, item.ExpiresAt)
+	c.keep(j.key, j.fence, e, heldSize(item.Value), 0, item.ExpiresAt)
 	j.finish(e, nil)
 	return true
 }

@@ -61,18 +61,26 @@ type flights[V any] struct {
 
 func (r *flights[V]) init() { r.m = make(map[flightKey]*flight[V]) }
 
-// join returns the flight of k, and whether the caller owns it (registered
-// it now, and must run it and end it).
-func (c *Cache[V]) join(k flightKey) (*flight[V], bool) {
+// soloFlight is one key's flight together with the storage of its fill, so
+// that a miss of one key allocates them once.
+type soloFlight[V any] struct {
+	flight[V]
+	f fill[V]
+}
+
+// join returns the flight of k and, when the caller owns it (registered it
+// now, and must run it and end it), the storage of its fill (see
+// initFill); nil when the caller joined a flight in progress.
+func (c *Cache[V]) join(k flightKey) (*flight[V], *fill[V]) {
 	r := &c.flights
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if fl, ok := r.m[k]; ok && c.joinable(fl) {
-		return fl, false
+		return fl, nil
 	}
-	fl := &flight[V]{done: make(chan struct{}), fence: c.beginFill(k.key)}
-	r.m[k] = fl
-	return fl, true
+	s := &soloFlight[V]{flight: flight[V]{done: make(chan struct{}), fence: c.beginFill(k.key)}}
+	r.m[k] = &s.flight
+	return &s.flight, &s.f
 }
 
 // joinMany is join for the keys of a GetMany (loading flights): it registers

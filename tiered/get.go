@@ -83,16 +83,16 @@ func (c *Cache[V]) miss(ctx context.Context, key string, loader Loader[V]) (V, e
 	if err := ctx.Err(); err != nil {
 		return zero, err
 	}
-	if _, err := c.l2.EncodeKey(key); err != nil {
+	if err := c.l2.CheckKey(key); err != nil {
 		return zero, err
 	}
 	mode := modeGet
 	if loader != nil {
 		mode = modeLoad
 	}
-	fl, owner := c.join(flightKey{key, mode != modeGet})
+	fl, fs := c.join(flightKey{key, mode != modeGet})
 	switch {
-	case !owner:
+	case fs == nil:
 		if fl.batch {
 			c.stats.loadsJoined.Add(1) // a GetMany is loading key
 		}
@@ -100,8 +100,15 @@ func (c *Cache[V]) miss(ctx context.Context, key string, loader Loader[V]) (V, e
 		fl.out.err = ErrClosed
 		c.flights.endOne(key, mode != modeGet, fl)
 	default:
-		f := c.newFill(mode, source[V]{one: loader}, key)
-		go c.fly(ctx, f, fl) // it calls c.wg.Done
+		f := c.initFill(fs, mode, source[V]{one: loader}, key)
+		if mode == modeGet && ctx.Done() == nil {
+			// Nothing can end ctx, so this caller waits for the whole fill
+			// anyway, and a Get's fill calls no loader (whose Goexit would
+			// end this goroutine): run it here, without a goroutine.
+			c.fly(ctx, f, fl) // it calls c.wg.Done
+		} else {
+			go c.fly(ctx, f, fl) // it calls c.wg.Done
+		}
 	}
 	select {
 	case <-fl.done:

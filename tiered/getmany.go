@@ -199,7 +199,7 @@ func (c *Cache[V]) lookupMany(ctx context.Context, keys []string, loader BatchLo
 			}
 			continue
 		}
-		if _, err := c.l2.EncodeKey(k); err != nil {
+		if err := c.l2.CheckKey(k); err != nil {
 			a.fail(k, err)
 			continue
 		}

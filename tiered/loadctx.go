@@ -17,7 +17,10 @@ var errLoadTimedOut = errors.New("tiered: LoadTimeout")
 // endLoad, and Close cancels every fill registered. One context and one
 // timer per fill; no goroutine, no AfterFunc on Close's context.
 func (c *Cache[V]) loadCtx(f *fill[V], values context.Context) context.Context {
-	ctx, cancel := context.WithTimeoutCause(context.WithoutCancel(values), c.o.LoadTimeout, errLoadTimedOut)
+	if _, dl := values.Deadline(); dl || values.Done() != nil {
+		values = context.WithoutCancel(values)
+	} // else nothing can end values (a Background): no wrapper needed
+	ctx, cancel := context.WithTimeoutCause(values, c.o.LoadTimeout, errLoadTimedOut)
 	f.cancel = cancel
 	if hook := c.o.OnMiss; hook != nil {
 		ctx, f.onEnd = hook(ctx, MissInfo{Op: f.mode.String(), Keys: len(f.jobs)})

@@ -24,8 +24,8 @@ func (c *Cache[V]) refreshAhead(callerCtx context.Context, key string, e *entry[
 	if c.l1.Now() < e.refreshAt || !e.refreshing.CompareAndSwap(false, true) {
 		return
 	}
-	fl, owner := c.join(flightKey{key, true})
-	if !owner {
+	fl, fs := c.join(flightKey{key, true})
+	if fs == nil {
 		return // a load of key is in flight: it refreshes the entry
 	}
 	if !c.track() {
@@ -34,7 +34,7 @@ func (c *Cache[V]) refreshAhead(callerCtx context.Context, key string, e *entry[
 		return
 	}
 	c.stats.refreshes.Add(1)
-	f := c.newFill(modeRefresh, source[V]{one: loader}, key)
+	f := c.initFill(fs, modeRefresh, source[V]{one: loader}, key)
 	f.old = e
 	go c.fly(context.WithoutCancel(callerCtx), f, fl) // it calls c.wg.Done
 }

@@ -138,7 +138,7 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 	}
 	c.stamp(e, now, ttl) // its L1 life and refresh point run from now
 	e.stored = at
-	replaced := c.l1.Replace(key, e, int64(len(item.Value)), ttl, func(old *entry[V]) bool {
+	replaced := c.l1.Replace(key, e, heldSize(item.Value), ttl, func(old *entry[V]) bool {
 		return old.version < item.Version
 	})
 	if replaced {

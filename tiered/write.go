@@ -28,7 +28,7 @@ func (c *Cache[V]) SetWithTTL(ctx context.Context, key string, value V, ttl time
 		return ErrClosed
 	}
 	defer c.wg.Done()
-	if _, err := c.l2.EncodeKey(key); err != nil {
+	if err := c.l2.CheckKey(key); err != nil {
 		return err
 	}
 	if ttl < 0 {
@@ -72,7 +72,7 @@ func (c *Cache[V]) Delete(ctx context.Context, key string) (err error) {
 		return ErrClosed
 	}
 	defer c.wg.Done()
-	if _, err := c.l2.EncodeKey(key); err != nil {
+	if err := c.l2.CheckKey(key); err != nil {
 		return err
 	}
 	c.stats.writes.Add(1)

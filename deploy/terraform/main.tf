@@ -88,7 +88,7 @@ resource "aws_iam_policy" "admin" {
       {
         Sid      = "CacheTableSetup"
         Effect   = "Allow"
-        Action   = ["dynamodb:CreateTable", "dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive", "dynamodb:UpdateTable", "dynamodb:UpdateTimeToLive"]
+        Action   = ["dynamodb:CreateTable", "dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive", "dynamodb:UpdateTimeToLive"]
         Resource = [aws_dynamodb_table.cache.arn]
       },
     ]

@@ -194,16 +194,25 @@ func (s *Store) call(ctx context.Context, op, ddbOp string) error {
 // EncodeKey returns the partition key value for key, as l2.Table.EncodeKey:
 // ErrEmptyKey, ErrInvalidKey or a *l2.KeyTooLongError.
 func (s *Store) EncodeKey(key string) (string, error) {
-	if key == "" {
-		return "", l2.ErrEmptyKey
-	}
-	if !utf8.ValidString(key) {
-		return "", fmt.Errorf("%w: not valid UTF-8", l2.ErrInvalidKey)
-	}
-	if n := len(s.o.Namespace) + 1 + len(key); n > l2.MaxPartitionKeyBytes {
-		return "", &l2.KeyTooLongError{Len: n, Max: l2.MaxPartitionKeyBytes}
+	if err := s.CheckKey(key); err != nil {
+		return "", err
 	}
 	return s.o.Namespace + "#" + key, nil
+}
+
+// CheckKey returns the error EncodeKey gives for key, without building the
+// partition key, as l2.Table.CheckKey.
+func (s *Store) CheckKey(key string) error {
+	if key == "" {
+		return l2.ErrEmptyKey
+	}
+	if !utf8.ValidString(key) {
+		return fmt.Errorf("%w: not valid UTF-8", l2.ErrInvalidKey)
+	}
+	if n := len(s.o.Namespace) + 1 + len(key); n > l2.MaxPartitionKeyBytes {
+		return &l2.KeyTooLongError{Len: n, Max: l2.MaxPartitionKeyBytes}
+	}
+	return nil
 }
 
 // DecodeKey returns the key of a partition key value of this namespace.
