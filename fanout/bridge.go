@@ -500,31 +500,36 @@ func (b *Bridge) await(ctx context.Context) (won, bool) {
 }
 
 // maxRenewals bounds the renewals in flight at once.
-const maxRenewals = 3
+const maxRenewals = 5
 
 // keep renews l (held at epoch) every LeaseRenew until ctx ends, and calls
 // lost if another candidate took it. Renewals do not wait for each other:
-// on a slow table (a loaded host, a stalled connection) a renewal started
-// later may land first, and any success moves *deadline to LeaseTTL -
-// LeaseMargin after that renewal began. Each call is bounded by the
-// deadline it would grant, so a late success still counts: reading pauses
-// when *deadline passes and resumes when a renewal lands.
+// while one is in flight (a loaded table, a stalled connection), the next
+// starts after LeaseRenew/2, and any success moves *deadline to LeaseTTL -
+// LeaseMargin after that renewal began, whichever lands first. So reading
+// goes on while renewals take up to LeaseTTL - LeaseMargin - LeaseRenew/2
+// (625 ms at T = 2 s). Each call is bounded by the deadline it would
+// grant, so a late success still counts: reading pauses when *deadline
+// passes and resumes when a renewal lands, with the same epoch.
 func (b *Bridge) keep(ctx context.Context, wg *sync.WaitGroup, l *lease, epoch uint64, deadline *atomic.Int64, lost func()) {
 	var inflight atomic.Int32
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(b.o.LeaseRenew)
+		t := time.NewTicker(b.o.LeaseRenew / 2)
 		defer t.Stop()
+		last := b.now()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
 			}
-			if inflight.Load() >= maxRenewals {
+			n := inflight.Load()
+			if since := b.now() - last; n >= maxRenewals || (n == 0 && since < int64(b.o.LeaseRenew)*9/10) {
 				continue
 			}
+			last = b.now()
 			inflight.Add(1)
 			wg.Add(1)
 			go func() {
