@@ -710,7 +710,15 @@ func (s *bridgeSink) Changed(c invalidation.Change) {
 }
 
 // Flush: the pods must flush; what was collected before is superseded.
-func (s *bridgeSink) Flush(error) {
+// Not on ErrRecovered: the consumer's trust lapsed (a paused lease, a
+// stall) but it kept its position, so no change is lost. A pod's trust,
+// from the same watermarks (see Pod), ends no earlier than the consumer's:
+// a pod whose trust lapsed too flushes by itself before trusting again, and
+// one whose trust did not rested on true watermarks throughout.
+func (s *bridgeSink) Flush(reason error) {
+	if errors.Is(reason, invalidation.ErrRecovered) {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cur = batch{flush: true}
