@@ -147,19 +147,29 @@ func (o *BridgeOptions) setDefaults() error {
 // invalidation.Consumer) and publishes its changes; the others poll the lease
 // item every LeaseRenew and take it over when they have seen it unchanged for
 // LeaseTTL. Each takeover increments the lease's epoch, which every message
-// carries: pods flush on a new epoch and ignore older ones.
+// carries: pods flush on a new epoch and ignore older ones. With
+// HotStandby, one other candidate holds a second lease item, fenced the same
+// way, and reads the stream too without publishing: at most two candidates
+// read (the two lease holders), and the hot standby takes over without
+// starting a consumer.
 //
-// The leader renews every LeaseRenew. It reads and publishes only until
-// LeaseTTL - LeaseMargin after the start of its last successful renewal, on
-// its own monotonic clock (every stream call is checked against that
-// deadline, and bounded by it), and stops leading past it: so, with clock
-// rates equal, it has stopped before any standby can judge the lease expired,
-// and at most one candidate reads the stream, even when the leader was frozen.
+// The leader renews every LeaseRenew (more often while a renewal is slow,
+// see keep). It reads and publishes only until LeaseTTL - LeaseMargin after
+// the start of its last successful renewal, on its own monotonic clock
+// (every stream call is checked against that deadline, and bounded by it),
+// and pauses past it until a renewal lands, or steps down if the lease was
+// taken: so, with clock rates equal, it has stopped before any standby can
+// judge the lease expired, and at most one candidate reads as the leader,
+// even when the leader was frozen. The hot standby's reads are fenced by its
+// own lease in the same way.
 //
 // With the defaults (T = 2 s: TTL 1 s, renewal and margin 250 ms), a takeover
-// after the leader dies takes at most TTL + LeaseRenew + one read (about
-// 1.3 s) plus the new consumer's start; pods meanwhile lose trust T/2 after
-// the last watermark they received and serve only young entries, so T holds.
+// after the leader dies takes at most TTL + LeaseRenew + two reads of the
+// lease items (about 1.3 s; 1.1 to 1.3 s measured by TestFailoverKeepsT),
+// plus, without a hot standby, the new consumer's start. Pods meanwhile lose
+// trust T/2 after the last watermark they received and serve only young
+// entries, so T holds; they flush on the new epoch and trust again on its
+// first message.
 type Bridge struct {
 	o            BridgeOptions
 	lease        lease     // the leader's

@@ -408,3 +408,64 @@ func TestLoneBridgeKeepsItsLeaseThroughSlowRenewals(t *testing.T) {
 		t.Fatalf("RenewMax %v: the injected delay did not apply", st.RenewMax)
 	}
 }
+
+// countingLease counts the lease calls a bridge makes.
+type countingLease struct {
+	*dynamodb.Client
+	calls atomic.Int64
+}
+
+func (c *countingLease) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	c.calls.Add(1)
+	return c.Client.GetItem(ctx, in, optFns...)
+}
+
+func (c *countingLease) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	c.calls.Add(1)
+	return c.Client.UpdateItem(ctx, in, optFns...)
+}
+
+func (c *countingLease) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	c.calls.Add(1)
+	return c.Client.PutItem(ctx, in, optFns...)
+}
+
+// TestOnlyConfiguredCandidatesCampaign: a bridge whose ID is not among
+// Candidates stays idle: it never touches the lease items (a candidate
+// reads them at once when started), while a configured candidate started
+// after it leads and polls them many times.
+func TestOnlyConfiguredCandidatesCampaign(t *testing.T) {
+	cfg := dynamolocal.AWSConfig(dynamolocal.ForTest(t).Endpoint())
+	table := dynamolocal.TableName(t)
+	ns := startNATS(t)
+	p := newPod(t, cfg, table, dial(t, ns)) // creates the table
+	candidates := []string{"bridge-1", "bridge-2"}
+	start := func(id string) (*fanout.Bridge, *countingLease) {
+		ddb := &countingLease{Client: l2.NewClient(cfg)}
+		b, err := fanout.NewBridge(fanout.BridgeOptions{ID: id, Table: table, DynamoDB: ddb,
+			Streams: invalidation.NewStreamsClient(cfg, guardOf(t, table).Options), Transport: dial(t, ns),
+			Candidates: candidates})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		return b, ddb
+	}
+	idle, idleCalls := start("pod-7")
+	if err := idle.Start(); !errors.Is(err, invalidation.ErrStarted) {
+		t.Fatalf("second Start: %v, want ErrStarted", err)
+	}
+	b1, calls := start("bridge-1")
+	waitFor(t, "bridge-1 to lead", func() bool { return b1.Stats().Leader })
+	waitFor(t, "the pod trusted", trusted(p))
+	waitFor(t, "bridge-1 to make 10 lease calls", func() bool { return calls.calls.Load() >= 10 })
+	if n := idleCalls.calls.Load(); n != 0 {
+		t.Fatalf("the non-candidate made %d lease calls", n)
+	}
+	if st := idle.Stats(); st != (fanout.BridgeStats{}) {
+		t.Fatalf("the non-candidate did something: %+v", st)
+	}
+}
