@@ -384,12 +384,21 @@ func (b *Bridge) take(ctx context.Context, l *lease, seen leaseState) (won, bool
 	e, ok, err := l.take(cctx, seen)
 	cancel()
 	if err != nil {
-		// The write may have landed: if it did, the lease is ours but we
-		// do not know it; it expires unused, as a dead holder's would.
-		if ctx.Err() == nil {
-			b.o.Logger.Warn("fanout: take lease", "item", l.key, "err", err)
+		if ctx.Err() != nil {
+			return won{}, false
 		}
-		return won{}, false
+		// The write may have landed (a timeout on a loaded table): read
+		// the item back, and if it holds this write, the lease is ours
+		// since start (its deadline may have passed already: reading
+		// then waits for a renewal). Otherwise it expires unused, as a
+		// dead holder's would.
+		b.o.Logger.Warn("fanout: take lease", "item", l.key, "err", err)
+		s, _, rerr := b.readLease(ctx, l)
+		if rerr != nil || !s.exists || s.holder != b.o.ID || s.epoch != seen.epoch+1 || s.rev != seen.rev+1 {
+			return won{}, false
+		}
+		b.o.Logger.Info("fanout: the lease write that timed out had landed", "item", l.key, "epoch", s.epoch)
+		return won{epoch: s.epoch, granted: start}, true
 	}
 	return won{epoch: e, granted: start}, ok
 }
@@ -528,7 +537,7 @@ func (b *Bridge) keep(ctx context.Context, wg *sync.WaitGroup, l *lease, epoch u
 		defer wg.Done()
 		t := time.NewTicker(b.o.LeaseRenew / 2)
 		defer t.Stop()
-		last := b.now()
+		var last int64 // the first renewal goes at the first tick: the lease may have been taken long ago (see take)
 		for {
 			select {
 			case <-ctx.Done():

@@ -469,3 +469,38 @@ func TestOnlyConfiguredCandidatesCampaign(t *testing.T) {
 		t.Fatalf("the non-candidate did something: %+v", st)
 	}
 }
+
+// landedButFailed makes the first lease PutItem (a take) land and then
+// report an error, as a call that timed out after DynamoDB applied it.
+type landedButFailed struct {
+	*dynamodb.Client
+	done atomic.Bool
+}
+
+func (l *landedButFailed) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	out, err := l.Client.PutItem(ctx, in, optFns...)
+	if err == nil && l.done.CompareAndSwap(false, true) {
+		return nil, errors.New("injected: timed out after the write landed")
+	}
+	return out, err
+}
+
+// TestTakeThatTimedOutButLandedLeads: a take whose answer was lost is read
+// back: the bridge leads with the epoch it wrote instead of waiting LeaseTTL
+// for its own lease to expire and taking the next epoch.
+func TestTakeThatTimedOutButLandedLeads(t *testing.T) {
+	cfg := dynamolocal.AWSConfig(dynamolocal.ForTest(t).Endpoint())
+	table := dynamolocal.TableName(t)
+	ns := startNATS(t)
+	p := newPod(t, cfg, table, dial(t, ns))
+	ddb := &landedButFailed{Client: l2.NewClient(cfg)}
+	br := newBridge(t, cfg, table, "bridge-1", dial(t, ns), ddb)
+	waitFor(t, "the bridge to lead", func() bool { return br.Stats().Leader })
+	waitFor(t, "the pod trusted", trusted(p))
+	if !ddb.done.Load() {
+		t.Fatal("the injected failure did not happen")
+	}
+	if st := br.Stats(); st.Epoch != 1 || st.Takeovers != 1 {
+		t.Fatalf("bridge: epoch %d after %d takeovers; want epoch 1, the write that failed", st.Epoch, st.Takeovers)
+	}
+}
