@@ -69,14 +69,16 @@ type BridgeOptions struct {
 	// LeaseTTL: a standby takes the lease after it has seen it unchanged for
 	// LeaseTTL (its own clock). Default T/2.
 	LeaseTTL time.Duration
-	// LeaseRenew is the renewal period of the leader and the polling period
-	// of a standby. Default T/8.
+	// LeaseRenew is the renewal period of a lease holder (LeaseRenew/2
+	// while a renewal is in flight) and the polling period of the other
+	// candidates. Default T/8.
 	LeaseRenew time.Duration
-	// LeaseMargin: the leader stops reading and publishing LeaseTTL -
-	// LeaseMargin after it began its last successful renewal (its own
-	// monotonic clock). Default T/8.
+	// LeaseMargin: a lease holder stops reading (and the leader publishing)
+	// LeaseTTL - LeaseMargin after it began its last successful renewal (its
+	// own monotonic clock), until a renewal lands. Default T/8.
 	LeaseMargin time.Duration
-	// CallTimeout bounds each lease call. Default 1 s, at most LeaseRenew*2.
+	// CallTimeout bounds each lease read and take. Default 1 s, at most
+	// LeaseRenew*2. (A renewal is bounded by the deadline it would grant.)
 	CallTimeout time.Duration
 	// LeaseKey is the lease item's partition key. Default DefaultLeaseKey;
 	// it must contain no '#' (no cache may take it for one of its keys).
