@@ -50,7 +50,8 @@ func endToEnd(t *testing.T, name string, n int, ta, tb, tbr fanout.Transport) {
 	t.Logf("ack->evict over %d writes through bridge+%s: p50 %v, p99 %v, max %v (%d dropped by a flush: epoch changes %d)",
 		n, name, percentile(lags, 0.50), percentile(lags, 0.99), percentile(lags, 1), flushed, b.src.PodStats().EpochChanges)
 	st := br.Stats()
-	t.Logf("bridge: %d messages, %d keys, %d GetRecords", st.Published, st.Keys, st.GetRecords)
+	t.Logf("bridge: %d messages, %d keys, %d GetRecords; lease: epoch %d, %d takeovers, %d renewals (slowest %v, %d failed), %d pauses",
+		st.Published, st.Keys, st.GetRecords, st.Epoch, st.Takeovers, st.Renewals, st.RenewMax, st.RenewErrors, st.Pauses)
 	if st.Keys < int64(n) {
 		t.Fatalf("bridge published %d keys for %d writes", st.Keys, n)
 	}

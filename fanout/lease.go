@@ -130,15 +130,26 @@ func (l *lease) renew(ctx context.Context, epoch uint64) error {
 // read ended after the holder's write of that rev began, and the holder stops
 // reading TTL minus a margin after that beginning, on its own clock.
 type observer struct {
-	seen   leaseState
-	since  time.Time
-	primed bool
+	seen       leaseState
+	since      time.Time // first read that returned seen's (epoch, rev)
+	epochSince time.Time // first read that returned seen's epoch
+	primed     bool
 }
 
 func (o *observer) expired(s leaseState, readEnd time.Time, ttl time.Duration) bool {
+	if !o.primed || s.epoch != o.seen.epoch || s.exists != o.seen.exists {
+		o.epochSince = readEnd
+	}
 	if !o.primed || s.epoch != o.seen.epoch || s.rev != o.seen.rev || s.exists != o.seen.exists {
 		o.seen, o.since, o.primed = s, readEnd, true
 		return !s.exists
 	}
 	return readEnd.Sub(o.since) >= ttl
+}
+
+// epochStable tells whether the epoch last passed to expired has been seen
+// for ttl: the holder of the epoch before it (if any) stopped reading at
+// least ttl before.
+func (o *observer) epochStable(readEnd time.Time, ttl time.Duration) bool {
+	return o.primed && o.seen.exists && readEnd.Sub(o.epochSince) >= ttl
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -20,8 +21,14 @@ import (
 )
 
 // TestMain runs the tests, stops DynamoDB Local and checks for leaked
-// goroutines (goleak, in dynamolocal.Main).
-func TestMain(m *testing.M) { dynamolocal.Main(m) }
+// goroutines (goleak, in dynamolocal.Main). Started by a test as a child
+// process, it runs a bridge instead (see childBridge).
+func TestMain(m *testing.M) {
+	if os.Getenv(childBridgeEnv) != "" {
+		os.Exit(childBridge())
+	}
+	dynamolocal.Main(m)
+}
 
 // natsServer is an embedded NATS server on loopback that can be stopped and
 // started again on the same port.

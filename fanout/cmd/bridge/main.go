@@ -1,7 +1,8 @@
 // Command bridge runs one fan-out bridge candidate as a standalone process:
 // it competes for the table's lease item, and while it holds it, reads the
 // table's stream and publishes batches to NATS or Redis (see package fanout).
-// Run two for a standby.
+// Run two for a standby (with -hot-standby, it reads the stream too and
+// takes over without starting a consumer).
 //
 // Flags (each also read from the environment variable named in brackets):
 //
@@ -13,6 +14,8 @@
 //	-redis     Redis URL (REDIS_URL), used instead of NATS when set: redis://user:password@host:6379/0,
 //	           rediss://... for TLS (ACL user and password in the URL)
 //	-creds     NATS credentials file (NATS_CREDS)
+//	-hot-standby  while another candidate leads, read the stream as its hot
+//	           standby (BRIDGE_HOT_STANDBY=true); give every candidate the same setting
 //	-ca, -cert, -key  TLS: CA bundle, client certificate and key (NATS_CA, NATS_CERT, NATS_KEY), for
 //	           NATS or rediss://
 //
@@ -69,6 +72,7 @@ func run() error {
 		ca        = flag.String("ca", env("NATS_CA", ""), "TLS CA bundle")
 		cert      = flag.String("cert", env("NATS_CERT", ""), "TLS client certificate")
 		key       = flag.String("key", env("NATS_KEY", ""), "TLS client key")
+		hot       = flag.Bool("hot-standby", env("BRIDGE_HOT_STANDBY", "") == "true", "read the stream as the hot standby while another candidate leads")
 	)
 	keyHashes := flag.Bool("key-hashes", env("TIEREDCACHE_FANOUT_KEY_HASHES", "") == "true",
 		"send 64-bit key hashes instead of keys (every pod needs PodOptions.KeyHashes)")
@@ -114,7 +118,7 @@ func run() error {
 		ID: *id, Table: *table, Subject: *subject, StalenessBound: t, Transport: tr,
 		DynamoDB: l2.NewClient(cfg, l2.WithLogger(logger)),
 		Streams:  invalidation.NewStreamsClient(cfg, invalidation.WithLogger(logger)),
-		Logger:   logger, KeyHashes: *keyHashes,
+		Logger:   logger, KeyHashes: *keyHashes, HotStandby: *hot,
 	})
 	if err != nil {
 		return err

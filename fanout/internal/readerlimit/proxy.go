@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
@@ -131,7 +133,6 @@ func (p *proxy) learn(op string, req, resp []byte, iter, shard string) {
 		var out struct{ NextShardIterator string }
 		_ = json.Unmarshal(resp, &out)
 		p.g.mu.Lock()
-		delete(p.g.iters, iter)
 		if out.NextShardIterator != "" {
 			p.g.iters[out.NextShardIterator] = shard
 		}
@@ -177,3 +178,36 @@ func (g *Guard) Named() map[string]ReaderStats {
 	}
 	return out
 }
+
+// ServeProxy serves Proxy(upstream) on a free loopback port, every call
+// through it counting as one new reader (whatever its ReaderHeader), and
+// returns its URL: point a client in another process at it. stop closes it.
+func (g *Guard) ServeProxy(upstream string) (endpoint string, stop func() error, err error) {
+	h, err := g.Proxy(upstream)
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	name := fmt.Sprintf("proxy-%d", proxies.Add(1))
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Set(ReaderHeader, name)
+		h.ServeHTTP(w, r)
+	})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	return "http://" + ln.Addr().String(), func() error {
+		err := srv.Close()
+		<-done
+		h.(*proxy).client.CloseIdleConnections()
+		return err
+	}, nil
+}
+
+// proxies numbers ServeProxy's readers.
+var proxies atomic.Int64

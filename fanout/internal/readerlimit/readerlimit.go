@@ -46,7 +46,7 @@ type Guard struct {
 
 	mu       sync.Mutex
 	next     int
-	iters    map[string]string            // iterator -> shard
+	iters    map[string]string            // iterator -> shard; kept after use: two readers at one position may get the same iterator
 	readers  map[string]map[int]time.Time // shard -> reader -> last admitted call
 	st       Stats
 	byReader map[int]*ReaderStats
@@ -165,7 +165,6 @@ func (g *Guard) handle(ctx context.Context, id int, in middleware.InitializeInpu
 		out, md, err := next.HandleInitialize(ctx, in)
 		if r, ok := out.Result.(*dynamodbstreams.GetRecordsOutput); ok && err == nil && shard != "" {
 			g.mu.Lock()
-			delete(g.iters, iter)
 			if r.NextShardIterator != nil {
 				g.iters[*r.NextShardIterator] = shard
 			}

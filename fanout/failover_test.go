@@ -1,0 +1,506 @@
+package fanout_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/tieredcache/tieredcache/fanout"
+	"github.com/tieredcache/tieredcache/internal/dynamolocal"
+	"github.com/tieredcache/tieredcache/internal/history"
+	"github.com/tieredcache/tieredcache/invalidation"
+	"github.com/tieredcache/tieredcache/l2"
+	"github.com/tieredcache/tieredcache/tiered"
+)
+
+// minCheckedReads is how many reads a staleness run checks at least.
+const minCheckedReads = 10_000
+
+// workload reads and writes a few keys on every pod and records the
+// history for history.Checker: each pod reads in a loop, the first two
+// pods also write (each value written once: "pod/n").
+type workload struct {
+	t     testing.TB
+	check *history.Checker
+	done  chan struct{}
+	wg    sync.WaitGroup
+
+	reads, writes, readErrors atomic.Int64
+	mu                        sync.Mutex
+	history                   []history.Read // judged at the end, once every write is known
+	uncertain                 map[string]bool
+}
+
+const workloadKeys = 16
+
+func startWorkload(t testing.TB, pods []*pod) *workload {
+	w := &workload{t: t, done: make(chan struct{}), uncertain: map[string]bool{},
+		check: history.NewChecker(tiered.DefaultStalenessBound, func(string) (string, bool) { return "", false })}
+	ctx := testContext(t)
+	for i, p := range pods {
+		name := "p" + itoa(i)
+		w.wg.Add(1)
+		go func() { // reader
+			defer w.wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-w.done:
+					return
+				default:
+				}
+				key := "k" + itoa(rand.IntN(workloadKeys))
+				start := time.Now()
+				v, err := p.Get(ctx, key)
+				end := time.Now()
+				switch {
+				case err == nil || errors.Is(err, tiered.ErrNotFound):
+					w.mu.Lock()
+					w.history = append(w.history, history.Read{Node: name, Key: key, Value: v, Found: err == nil, Start: start, End: end})
+					w.mu.Unlock()
+					w.reads.Add(1)
+				default:
+					w.readErrors.Add(1)
+				}
+				if n%4 == 3 {
+					time.Sleep(time.Millisecond) // pacing: leave the 2 cores some room for the bridges
+				}
+			}
+		}()
+		if i >= 2 {
+			continue
+		}
+		w.wg.Add(1)
+		go func() { // writer
+			defer w.wg.Done()
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			for n := 0; ; n++ {
+				select {
+				case <-w.done:
+					return
+				case <-tick.C:
+				}
+				key, val := "k"+itoa(rand.IntN(workloadKeys)), name+"/"+itoa(n)
+				start := time.Now()
+				if err := p.Set(ctx, key, val); err != nil {
+					w.mu.Lock()
+					w.uncertain[val] = true // it may have landed: reads of it are not judged
+					w.mu.Unlock()
+					continue
+				}
+				w.check.AddWrite(history.Write{Node: name, Key: key, Value: val, Start: start, End: time.Now()})
+				w.writes.Add(1)
+			}
+		}()
+	}
+	t.Cleanup(w.stop)
+	return w
+}
+
+// awaitReads waits until n more reads than now have completed.
+func (w *workload) awaitReads(t testing.TB, n int64) {
+	t.Helper()
+	target := w.reads.Load() + n
+	waitFor(t, itoa(int(n))+" more reads", func() bool { return w.reads.Load() >= target })
+}
+
+func (w *workload) stop() {
+	select {
+	case <-w.done:
+	default:
+		close(w.done)
+	}
+	w.wg.Wait()
+}
+
+// finish stops the workload, judges every read and fails the test on a
+// violation of T or on fewer than minCheckedReads reads judged.
+func (w *workload) finish(t testing.TB) {
+	t.Helper()
+	w.stop()
+	skipped := 0
+	for _, r := range w.history {
+		if r.Found && w.uncertain[r.Value] {
+			skipped++
+			continue
+		}
+		w.check.CheckRead(r)
+	}
+	vs := w.check.Violations()
+	t.Logf("history: %d reads checked (%d of uncertain writes skipped, %d read errors), %d writes, %d reads staler than T = %v",
+		w.check.Reads(), skipped, w.readErrors.Load(), w.writes.Load(), len(vs), tiered.DefaultStalenessBound)
+	for i, v := range vs {
+		if i == 5 {
+			break
+		}
+		t.Errorf("violation: %v", v)
+	}
+	if len(vs) > 0 {
+		t.Fatalf("%d reads staler than T", len(vs))
+	}
+	if w.check.Reads() < minCheckedReads {
+		t.Fatalf("only %d reads checked, want at least %d", w.check.Reads(), minCheckedReads)
+	}
+}
+
+func allTrusted(pods []*pod) func() bool {
+	return func() bool {
+		for _, p := range pods {
+			if !trusted(p)() {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// hotBridge starts a candidate with HotStandby behind the table's guard.
+func hotBridge(t testing.TB, cfg aws.Config, table, id string, tr fanout.Transport) *fanout.Bridge {
+	t.Helper()
+	b, err := fanout.NewBridge(fanout.BridgeOptions{ID: id, Table: table, DynamoDB: l2.NewClient(cfg),
+		Streams: invalidation.NewStreamsClient(cfg, guardOf(t, table).Options), Transport: tr, HotStandby: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// TestFailoverKeepsT kills the leading bridge in the middle of a read and
+// write workload on four pods: the standby takes over with a new epoch, the
+// pods flush on it and trust their L1 again, and the history checker finds
+// no read staler than T among at least 10^4. "hot": the standby reads the
+// stream before the takeover, and a third candidate becomes the new hot
+// standby after it (never three readers: the guard refuses nothing);
+// "cold": the standby only polls the lease, and the pods go degraded until
+// its first watermark. The leader is closed abruptly: it keeps its lease
+// until it expires, as a killed process would.
+func TestFailoverKeepsT(t *testing.T) {
+	for _, hot := range []bool{true, false} {
+		name := "cold"
+		if hot {
+			name = "hot"
+		}
+		t.Run(name, func(t *testing.T) { failover(t, hot) })
+	}
+}
+
+func failover(t *testing.T, hot bool) {
+	cfg := dynamolocal.AWSConfig(dynamolocal.ForTest(t).Endpoint())
+	table := dynamolocal.TableName(t)
+	ns := startNATS(t)
+	pods := make([]*pod, 4)
+	for i := range pods {
+		pods[i] = newPod(t, cfg, table, dial(t, ns))
+	}
+	start := func(id string) *fanout.Bridge {
+		if hot {
+			return hotBridge(t, cfg, table, id, dial(t, ns))
+		}
+		return newBridge(t, cfg, table, id, dial(t, ns), nil)
+	}
+	b1 := start("bridge-1")
+	waitFor(t, "bridge-1 to lead", func() bool { return b1.Stats().Leader })
+	b2 := start("bridge-2")
+	if hot {
+		waitFor(t, "bridge-2 to read as hot standby", func() bool { return b2.Stats().Standby && b2.Stats().GetRecords > 0 })
+	}
+	waitFor(t, "the pods trusted", allTrusted(pods))
+
+	w := startWorkload(t, pods)
+	w.awaitReads(t, minCheckedReads/3)
+	before := b1.Stats()
+	killed := time.Now()
+	_ = b1.Close() // abruptly: the lease is not released
+	s1 := b1.Stats()
+
+	// Degraded is logged, not asserted: with a hot standby the pods may
+	// regain a watermark before T/2 lapses.
+	var degradedAt [4]time.Duration
+	var degraded sync.WaitGroup
+	for i, p := range pods {
+		degraded.Add(1)
+		go func() {
+			defer degraded.Done()
+			if awaitCond(10*time.Second, func() bool { return !trusted(p)() || p.src.PodStats().Epoch > before.Epoch }) && !trusted(p)() {
+				degradedAt[i] = time.Since(killed)
+			}
+		}()
+	}
+	waitFor(t, "bridge-2 to lead", func() bool { return b2.Stats().Leader })
+	took := time.Since(killed)
+	s2 := b2.Stats()
+	if s2.Epoch <= before.Epoch {
+		t.Fatalf("takeover epoch %d, old %d: want higher", s2.Epoch, before.Epoch)
+	}
+	if !s1.LastReadEnd.Before(s2.LeadingSince) {
+		t.Fatalf("two leaders reading: bridge-1's last GetRecords ended at %v, after bridge-2's takeover began at %v",
+			s1.LastReadEnd, s2.LeadingSince)
+	}
+	waitFor(t, "every pod on the new epoch", func() bool {
+		for _, p := range pods {
+			if p.src.PodStats().Epoch != s2.Epoch {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, "every pod trusted again", allTrusted(pods))
+	healthy := time.Since(killed)
+	degraded.Wait()
+	for _, p := range pods {
+		if p.src.PodStats().EpochChanges < 1 {
+			t.Fatalf("a pod did not flush on the epoch change: %+v", p.src.PodStats())
+		}
+	}
+	t.Logf("leader killed (lease TTL %v, renewal %v): bridge-2 led after %v (its takeover write began %v after bridge-1's last read); "+
+		"every pod on epoch %d and trusted after %v (2T = %v); pods degraded after %v (0: not seen)",
+		fanout.DefaultStalenessBound/2, fanout.DefaultStalenessBound/8, took, s2.LeadingSince.Sub(s1.LastReadEnd),
+		s2.Epoch, healthy, 2*fanout.DefaultStalenessBound, degradedAt)
+
+	if hot {
+		// A third candidate becomes the new standby once the new leader's
+		// epoch has lasted LeaseTTL: still two readers at most.
+		b3 := start("bridge-3")
+		waitFor(t, "bridge-3 to read as the new hot standby", func() bool { return b3.Stats().Standby && b3.Stats().GetRecords > 0 })
+		if b2.Stats().Standby || !b2.Stats().Leader {
+			t.Fatalf("bridge-2 after the takeover: %+v; want leading, not standby", b2.Stats())
+		}
+	}
+	for w.reads.Load() < minCheckedReads {
+		w.awaitReads(t, minCheckedReads/10)
+	}
+	w.awaitReads(t, minCheckedReads/5) // reads after the recovery too
+	w.finish(t)
+	if got := b1.Stats().GetRecords; got != s1.GetRecords {
+		t.Fatalf("bridge-1 read the stream after it was closed: %d -> %d", s1.GetRecords, got)
+	}
+	g := guardOf(t, table).Stats()
+	if g.Refused != 0 || (hot && g.MaxReaders != 2) || (!hot && g.MaxReaders > 2) {
+		t.Fatalf("reader-limit guard: %+v; want nothing refused, two readers at most (exactly two with a hot standby)", g)
+	}
+	t.Logf("guard: %+v; bridge-2: %+v", g, b2.Stats())
+}
+
+// TestTransportLossFiveSeconds: NATS stays down 5 s under a read and write
+// workload on three pods: they go degraded (logged against T/2), flush when
+// the connection is back, and the history checker finds no read staler than
+// T.
+func TestTransportLossFiveSeconds(t *testing.T) {
+	cfg := dynamolocal.AWSConfig(dynamolocal.ForTest(t).Endpoint())
+	table := dynamolocal.TableName(t)
+	ns := startNATS(t)
+	pods := make([]*pod, 3)
+	for i := range pods {
+		pods[i] = newPod(t, cfg, table, dial(t, ns))
+	}
+	br := newBridge(t, cfg, table, "bridge-1", dial(t, ns), nil)
+	waitFor(t, "the pods trusted", allTrusted(pods))
+	w := startWorkload(t, pods)
+	w.awaitReads(t, minCheckedReads/3)
+
+	flushes := make([]uint64, len(pods))
+	for i, p := range pods {
+		flushes[i] = p.Stats().Stream.Flushes
+	}
+	stopped := time.Now()
+	ns.stop()
+	waitFor(t, "every pod degraded", func() bool {
+		for _, p := range pods {
+			if trusted(p)() {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("NATS stopped: every pod degraded after %v (T/2 = %v)", time.Since(stopped), fanout.DefaultStalenessBound/2)
+	time.Sleep(5*time.Second - time.Since(stopped)) // the outage itself: the server stays down 5 s
+	ns.start()
+	back := time.Now()
+	waitFor(t, "every pod reconnected and trusted", func() bool {
+		for _, p := range pods {
+			if p.src.PodStats().Reconnects < 1 || !trusted(p)() {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("NATS back after %v: every pod reconnected and trusted %v later", back.Sub(stopped), time.Since(back))
+	for i, p := range pods {
+		if p.Stats().Stream.Flushes <= flushes[i] {
+			t.Fatalf("pod %d did not flush on reconnect: %d -> %d", i, flushes[i], p.Stats().Stream.Flushes)
+		}
+	}
+	for w.reads.Load() < minCheckedReads {
+		w.awaitReads(t, minCheckedReads/10)
+	}
+	w.awaitReads(t, minCheckedReads/5)
+	w.finish(t)
+	t.Logf("bridge: %+v", br.Stats())
+}
+
+// slowRenewals delays the lease's renewals (UpdateItem) by delay, within
+// the call's context.
+type slowRenewals struct {
+	*dynamodb.Client
+	delay atomic.Int64
+	slow  atomic.Int64 // renewals delayed
+}
+
+func (s *slowRenewals) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if d := time.Duration(s.delay.Load()); d > 0 {
+		s.slow.Add(1)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(d):
+		}
+	}
+	return s.Client.UpdateItem(ctx, in, optFns...)
+}
+
+// TestLoneBridgeKeepsItsLeaseThroughSlowRenewals: every renewal of the only
+// bridge takes twice the renewal period (as on a loaded DynamoDB) for about
+// 3 s; renewals overlap, so the bridge keeps its lease and its epoch, and
+// the pod never sees an epoch change. Pauses (a deadline passing before a
+// renewal lands) are logged: the epoch survives them too.
+func TestLoneBridgeKeepsItsLeaseThroughSlowRenewals(t *testing.T) {
+	cfg := dynamolocal.AWSConfig(dynamolocal.ForTest(t).Endpoint())
+	table := dynamolocal.TableName(t)
+	ns := startNATS(t)
+	a := newPod(t, cfg, table, dial(t, ns))
+	b := newPod(t, cfg, table, dial(t, ns))
+	ddb := &slowRenewals{Client: l2.NewClient(cfg)}
+	br := newBridge(t, cfg, table, "bridge-1", dial(t, ns), ddb)
+	waitFor(t, "the pods trusted", func() bool { return trusted(a)() && trusted(b)() })
+	epoch := br.Stats().Epoch
+
+	// 500 ms: twice the renewal period (250 ms). One renewal at a time
+	// (as before) would pass the 750 ms deadline a renewal grants and lose
+	// the lease.
+	ddb.delay.Store(int64(500 * time.Millisecond))
+	for i := 0; ddb.slow.Load() < 12; i++ {
+		crossWrite(t, a, b, "slow"+itoa(i), "v")
+	}
+	ddb.delay.Store(0)
+	crossWrite(t, a, b, "after", "v")
+	st := br.Stats()
+	t.Logf("bridge after %d slow renewals: %+v", ddb.slow.Load(), st)
+	if st.Epoch != epoch || st.Takeovers != 1 || st.StepDowns != 0 {
+		t.Fatalf("the lone bridge lost its lease: epoch %d -> %d, %d takeovers, %d step-downs", epoch, st.Epoch, st.Takeovers, st.StepDowns)
+	}
+	for _, p := range []*pod{a, b} {
+		if ps := p.src.PodStats(); ps.EpochChanges != 0 || ps.Epoch != epoch {
+			t.Fatalf("a pod saw the epoch change: %+v", ps)
+		}
+	}
+	if st.RenewMax < 500*time.Millisecond {
+		t.Fatalf("RenewMax %v: the injected delay did not apply", st.RenewMax)
+	}
+}
+
+// countingLease counts the lease calls a bridge makes.
+type countingLease struct {
+	*dynamodb.Client
+	calls atomic.Int64
+}
+
+func (c *countingLease) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	c.calls.Add(1)
+	return c.Client.GetItem(ctx, in, optFns...)
+}
+
+func (c *countingLease) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	c.calls.Add(1)
+	return c.Client.UpdateItem(ctx, in, optFns...)
+}
+
+func (c *countingLease) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	c.calls.Add(1)
+	return c.Client.PutItem(ctx, in, optFns...)
+}
+
+// TestOnlyConfiguredCandidatesCampaign: a bridge whose ID is not among
+// Candidates stays idle: it never touches the lease items (a candidate
+// reads them at once when started), while a configured candidate started
+// after it leads and polls them many times.
+func TestOnlyConfiguredCandidatesCampaign(t *testing.T) {
+	cfg := dynamolocal.AWSConfig(dynamolocal.ForTest(t).Endpoint())
+	table := dynamolocal.TableName(t)
+	ns := startNATS(t)
+	p := newPod(t, cfg, table, dial(t, ns)) // creates the table
+	candidates := []string{"bridge-1", "bridge-2"}
+	start := func(id string) (*fanout.Bridge, *countingLease) {
+		ddb := &countingLease{Client: l2.NewClient(cfg)}
+		b, err := fanout.NewBridge(fanout.BridgeOptions{ID: id, Table: table, DynamoDB: ddb,
+			Streams: invalidation.NewStreamsClient(cfg, guardOf(t, table).Options), Transport: dial(t, ns),
+			Candidates: candidates})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		return b, ddb
+	}
+	idle, idleCalls := start("pod-7")
+	if err := idle.Start(); !errors.Is(err, invalidation.ErrStarted) {
+		t.Fatalf("second Start: %v, want ErrStarted", err)
+	}
+	b1, calls := start("bridge-1")
+	waitFor(t, "bridge-1 to lead", func() bool { return b1.Stats().Leader })
+	waitFor(t, "the pod trusted", trusted(p))
+	waitFor(t, "bridge-1 to make 10 lease calls", func() bool { return calls.calls.Load() >= 10 })
+	if n := idleCalls.calls.Load(); n != 0 {
+		t.Fatalf("the non-candidate made %d lease calls", n)
+	}
+	if st := idle.Stats(); st != (fanout.BridgeStats{}) {
+		t.Fatalf("the non-candidate did something: %+v", st)
+	}
+}
+
+// landedButFailed makes the first lease PutItem (a take) land and then
+// report an error, as a call that timed out after DynamoDB applied it.
+type landedButFailed struct {
+	*dynamodb.Client
+	done atomic.Bool
+}
+
+func (l *landedButFailed) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	out, err := l.Client.PutItem(ctx, in, optFns...)
+	if err == nil && l.done.CompareAndSwap(false, true) {
+		return nil, errors.New("injected: timed out after the write landed")
+	}
+	return out, err
+}
+
+// TestTakeThatTimedOutButLandedLeads: a take whose answer was lost is read
+// back: the bridge leads with the epoch it wrote instead of waiting LeaseTTL
+// for its own lease to expire and taking the next epoch.
+func TestTakeThatTimedOutButLandedLeads(t *testing.T) {
+	cfg := dynamolocal.AWSConfig(dynamolocal.ForTest(t).Endpoint())
+	table := dynamolocal.TableName(t)
+	ns := startNATS(t)
+	p := newPod(t, cfg, table, dial(t, ns))
+	ddb := &landedButFailed{Client: l2.NewClient(cfg)}
+	br := newBridge(t, cfg, table, "bridge-1", dial(t, ns), ddb)
+	waitFor(t, "the bridge to lead", func() bool { return br.Stats().Leader })
+	waitFor(t, "the pod trusted", trusted(p))
+	if !ddb.done.Load() {
+		t.Fatal("the injected failure did not happen")
+	}
+	if st := br.Stats(); st.Epoch != 1 || st.Takeovers != 1 {
+		t.Fatalf("bridge: epoch %d after %d takeovers; want epoch 1, the write that failed", st.Epoch, st.Takeovers)
+	}
+}
