@@ -146,10 +146,10 @@ func (t *Table) checkEntry(key string, value []byte, ttl time.Duration) (string,
 // last: a Fill holding a lease bound to an older version fails with
 // ErrLeaseLost.
 //
-// Every write (Put, PutNotFound, Delete, Fill, Refresh, AcquireLease) over a
+// Every write of a key's item (Put, PutNotFound, Delete, Fill, Refresh) over a
 // corrupt or foreign item (see repair.go) replaces it where the write's own
 // rule allows (always for Put, PutNotFound and Delete; as over a vacant item
-// for Fill and AcquireLease; at its readable version for Refresh), giving it
+// for Fill; at its readable version for Refresh), giving it
 // a version above every counter version (the current unix microseconds), and
 // counts it in Stats.Repairs. It never fails with a ValidationException for
 // it. Put and Delete fail (ErrConflict) only if other writers keep rewriting
