@@ -21,11 +21,19 @@ import (
 // of a tiered Get that misses L1 and is answered by L2 with those of the one
 // raw GetItem (same client settings, same item) that answers it. It reports
 // allocs/op and bytes/op of each and their ratios (miss/raw, the issue's
-// target <= 1.05; bytes-miss/raw). The reader node runs without a stream
-// consumer, so that its background polls do not count against the Gets, and
-// on a client without the benchmarks' op counter, as the raw calls; L1
-// entries expire at once, so every Get misses L1 and fills it again, as any
-// L2 hit does.
+// target <= 1.05; bytes-miss/raw), for two kinds of caller context, both
+// sides alike:
+//
+//   - background: context.Background, which nothing can end (the Get fills
+//     on the caller's goroutine);
+//   - cancel: a fresh context.WithCancel per call, cancelled after it, as an
+//     HTTP handler's request context is (the Get fills on a goroutine of its
+//     own, so that the caller can give up).
+//
+// The reader node runs without a stream consumer, so that its background
+// polls do not count against the Gets, and on a client without the
+// benchmarks' op counter, as the raw calls; L1 entries expire at once, so
+// every Get misses L1 and fills it again, as any L2 hit does.
 func BenchmarkMissAllocs(b *testing.B) {
 	cfg := awsConfig(b)
 	table := dynamolocal.TableName(b)
@@ -46,40 +54,58 @@ func BenchmarkMissAllocs(b *testing.B) {
 	})
 	raw := l2.NewClient(cfg)
 	pks := encodeKeys(b, raw, table, keys)
-	bg := context.Background()
-	i := 0
-	get := func() {
-		if _, err := reader.Get(bg, keys[i%len(keys)]); err != nil {
-			b.Fatalf("Get: %v", err)
+	for _, cancellable := range []bool{false, true} {
+		name := "background"
+		if cancellable {
+			name = "cancel"
 		}
-		i++
-	}
-	rawGet := func() {
-		out, err := raw.GetItem(bg, &dynamodb.GetItemInput{
-			TableName:      aws.String(table),
-			Key:            map[string]types.AttributeValue{l2.PartitionKeyAttr: &types.AttributeValueMemberS{Value: pks[i%len(pks)]}},
-			ConsistentRead: aws.Bool(true), // as the cache reads
+		b.Run(name, func(b *testing.B) {
+			i := 0
+			// callCtx is the caller's context of one call, and its end.
+			callCtx := func() (context.Context, context.CancelFunc) {
+				if cancellable {
+					return context.WithCancel(context.Background())
+				}
+				return context.Background(), func() {}
+			}
+			get := func() {
+				ctx, cancel := callCtx()
+				defer cancel()
+				if _, err := reader.Get(ctx, keys[i%len(keys)]); err != nil {
+					b.Fatalf("Get: %v", err)
+				}
+				i++
+			}
+			rawGet := func() {
+				ctx, cancel := callCtx()
+				defer cancel()
+				out, err := raw.GetItem(ctx, &dynamodb.GetItemInput{
+					TableName:      aws.String(table),
+					Key:            map[string]types.AttributeValue{l2.PartitionKeyAttr: &types.AttributeValueMemberS{Value: pks[i%len(pks)]}},
+					ConsistentRead: aws.Bool(true), // as the cache reads
+				})
+				if err != nil || len(out.Item) == 0 {
+					b.Fatalf("GetItem: %v (%d attributes)", err, len(out.Item))
+				}
+				i++
+			}
+			for range 16 { // connections up, code paths warm
+				get()
+				rawGet()
+			}
+			const runs = 200
+			rawCost := measureAllocs(runs, rawGet)
+			missCost := measureAllocs(runs, get)
+			b.ReportAllocs()
+			for b.Loop() {
+				get()
+			}
+			b.ReportMetric(rawCost.allocs, "raw-allocs/op")
+			b.ReportMetric(missCost.allocs, "miss-allocs/op")
+			b.ReportMetric(missCost.allocs/rawCost.allocs, "miss/raw")
+			b.ReportMetric(missCost.bytes/rawCost.bytes, "bytes-miss/raw")
 		})
-		if err != nil || len(out.Item) == 0 {
-			b.Fatalf("GetItem: %v (%d attributes)", err, len(out.Item))
-		}
-		i++
 	}
-	for range 16 { // connections up, code paths warm
-		get()
-		rawGet()
-	}
-	const runs = 200
-	rawCost := measureAllocs(runs, rawGet)
-	missCost := measureAllocs(runs, get)
-	b.ReportAllocs()
-	for b.Loop() {
-		get()
-	}
-	b.ReportMetric(rawCost.allocs, "raw-allocs/op")
-	b.ReportMetric(missCost.allocs, "miss-allocs/op")
-	b.ReportMetric(missCost.allocs/rawCost.allocs, "miss/raw")
-	b.ReportMetric(missCost.bytes/rawCost.bytes, "bytes-miss/raw")
 }
 
 // BenchmarkGetManyAllocs compares, in one run and on one table, a GetMany of

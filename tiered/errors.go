@@ -38,7 +38,8 @@ var (
 	ErrLoaderGoexit = errors.New("tiered: loader called runtime.Goexit")
 	// ErrCodecPanic marks a Codec that panicked (see *CodecPanicError).
 	ErrCodecPanic = errors.New("tiered: codec panicked")
-	// ErrLoadTimeout marks a shared load that ran past Options.LoadTimeout.
+	// ErrLoadTimeout marks a shared load that ran past Options.LoadTimeout
+	// (a Get's miss, bounded by CallTimeout, gives ErrTimeout instead).
 	// The error also matches context.DeadlineExceeded; a caller's own ctx
 	// ending gives ctx's error alone, without ErrLoadTimeout.
 	ErrLoadTimeout = errors.New("tiered: load ran past LoadTimeout")

@@ -126,6 +126,9 @@ type fill[V any] struct {
 	jobs   []job[V]
 	one    [1]job[V]   // jobs' storage for one key
 	onEnd  func(error) // Options.OnMiss's end, if set
+
+	// closing is ctx for a Get's fill (loadCtx): cancel is nil then.
+	closing closeBound
 }
 
 func (c *Cache[V]) newFill(mode fillMode, src source[V], keys ...string) *fill[V] {

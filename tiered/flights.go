@@ -47,7 +47,11 @@ type flightKey struct {
 
 // flight is one key's fill in flight: out is set before done closes.
 type flight[V any] struct {
-	done  chan struct{} // shared by the keys of one GetMany
+	// done is shared by the keys of one GetMany. A flight whose owner does
+	// not wait on it (a Get's fill run on its caller's goroutine, see miss;
+	// a refresh) has none until a caller joins it: join makes it then,
+	// under flights.mu, so that a fill nobody joins does not allocate it.
+	done  chan struct{}
 	out   outcome[V]
 	batch bool     // run by a GetMany
 	fence l1.Fence // taken when registered: see joinable
@@ -70,15 +74,24 @@ type soloFlight[V any] struct {
 
 // join returns the flight of k and, when the caller owns it (registered it
 // now, and must run it and end it), the storage of its fill (see
-// initFill); nil when the caller joined a flight in progress.
-func (c *Cache[V]) join(k flightKey) (*flight[V], *fill[V]) {
+// initFill); nil when the caller joined a flight in progress, whose done
+// channel it may then wait on. An owner that does not wait on done
+// (ownerWaits false: it runs the fill on its own goroutine, or does not wait
+// for it) makes none: the first caller to join does.
+func (c *Cache[V]) join(k flightKey, ownerWaits bool) (*flight[V], *fill[V]) {
 	r := &c.flights
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if fl, ok := r.m[k]; ok && c.joinable(fl) {
+		if fl.done == nil {
+			fl.done = make(chan struct{})
+		}
 		return fl, nil
 	}
-	s := &soloFlight[V]{flight: flight[V]{done: make(chan struct{}), fence: c.beginFill(k.key)}}
+	s := &soloFlight[V]{flight: flight[V]{fence: c.beginFill(k.key)}}
+	if ownerWaits {
+		s.done = make(chan struct{})
+	}
 	r.m[k] = &s.flight
 	return &s.flight, &s.f
 }
@@ -95,6 +108,9 @@ func (c *Cache[V]) joinMany(keys []string) (owned []string, own []*flight[V], jo
 		if fl, ok := r.m[flightKey{k, true}]; ok && c.joinable(fl) {
 			if joined == nil {
 				joined = make(map[string]*flight[V])
+			}
+			if fl.done == nil { // a refresh's (see join)
+				fl.done = make(chan struct{})
 			}
 			joined[k] = fl
 			continue
@@ -119,8 +135,11 @@ func (r *flights[V]) endOne(key string, load bool, fl *flight[V]) {
 	if r.m[flightKey{key, load}] == fl {
 		delete(r.m, flightKey{key, load})
 	}
+	done := fl.done // only join sets it, under r.mu; none joins fl from now on
 	r.mu.Unlock()
-	close(fl.done)
+	if done != nil {
+		close(done)
+	}
 }
 
 // end publishes the outcomes of own (flights of keys, sharing one done

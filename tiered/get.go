@@ -90,7 +90,11 @@ func (c *Cache[V]) miss(ctx context.Context, key string, loader Loader[V]) (V, e
 	if loader != nil {
 		mode = modeLoad
 	}
-	fl, fs := c.join(flightKey{key, mode != modeGet})
+	// Nothing can end ctx, so this caller would wait for the whole fill
+	// anyway, and a Get's fill calls no loader (whose Goexit would end this
+	// goroutine): a fill it owns runs here, without a goroutine (inline).
+	inline := mode == modeGet && ctx.Done() == nil
+	fl, fs := c.join(flightKey{key, mode != modeGet}, !inline)
 	switch {
 	case fs == nil:
 		if fl.batch {
@@ -99,16 +103,12 @@ func (c *Cache[V]) miss(ctx context.Context, key string, loader Loader[V]) (V, e
 	case !c.track():
 		fl.out.err = ErrClosed
 		c.flights.endOne(key, mode != modeGet, fl)
+		return zero, ErrClosed
+	case inline:
+		c.fly(ctx, c.initFill(fs, mode, source[V]{}, key), fl) // it calls c.wg.Done
+		return fl.out.result()
 	default:
-		f := c.initFill(fs, mode, source[V]{one: loader}, key)
-		if mode == modeGet && ctx.Done() == nil {
-			// Nothing can end ctx, so this caller waits for the whole fill
-			// anyway, and a Get's fill calls no loader (whose Goexit would
-			// end this goroutine): run it here, without a goroutine.
-			c.fly(ctx, f, fl) // it calls c.wg.Done
-		} else {
-			go c.fly(ctx, f, fl) // it calls c.wg.Done
-		}
+		go c.fly(ctx, c.initFill(fs, mode, source[V]{one: loader}, key), fl) // it calls c.wg.Done
 	}
 	select {
 	case <-fl.done:
@@ -119,8 +119,8 @@ func (c *Cache[V]) miss(ctx context.Context, key string, loader Loader[V]) (V, e
 }
 
 // fly runs f, the fill of one key owned by the flight fl, on a goroutine of
-// its own and a context detached from the caller's (loadCtx), then
-// publishes its outcome.
+// its own (or on its caller's, see miss) and a context detached from the
+// caller's (loadCtx), then publishes its outcome.
 //
 // A fill whose answer came from L2 and was current more than T/2 before it
 // ends (DynamoDB was slow, or this process was frozen meanwhile) runs again,

@@ -238,6 +238,41 @@ func TestCloseDuringLoadGivesErrClosedAndEveryMethodAfter(t *testing.T) {
 	}
 }
 
+// TestCloseEndsAGetInFlight: a Get's miss, whose fill has no LoadTimeout
+// context of its own (only Close's), is ended by Close, whether it fills on
+// the caller's goroutine (a ctx that cannot end) or on its own (one that can).
+func TestCloseEndsAGetInFlight(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ctx  func(testing.TB) context.Context
+	}{
+		{"background", func(testing.TB) context.Context { return context.Background() }},
+		{"cancellable", testContext},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inj := ddbfault.New()
+			inj.Add(ddbfault.Rule{Op: "GetItem", Latency: time.Hour}) // only Close ends the read
+			n := faultNodeWith(t, dynamolocal.TableName(t), inj, func(o *tiered.Options[string]) {
+				o.CallTimeout = time.Hour
+			})
+			res := make(chan error, 1)
+			go func() {
+				_, err := n.Get(tc.ctx(t), "g")
+				res <- err
+			}()
+			if !awaitCond(30*time.Second, func() bool { return inj.Attempts("GetItem") > 0 }) {
+				t.Fatal("the Get's GetItem never started")
+			}
+			closed := make(chan error, 1)
+			go func() { closed <- n.Close() }()
+			awaitRecv(t, closed, "Close, which waits for the Get's fill")
+			if err := awaitRecv(t, res, "Get"); !errors.Is(err, tiered.ErrClosed) {
+				t.Fatalf("Get cut short by Close = %v; want ErrClosed", err)
+			}
+		})
+	}
+}
+
 func TestLoadTimeoutIsTellable(t *testing.T) {
 	n := newSemNode(t, func(o *tiered.Options[string]) { o.LoadTimeout = 300 * time.Millisecond })
 	ctx := testContext(t)

@@ -96,7 +96,12 @@ type Options[V any] struct {
 	// TTLJitter spreads L1 expiries so keys filled together do not expire
 	// together. Default DefaultTTLJitter; negative means none.
 	TTLJitter float64
-	// LoadTimeout bounds one shared load. Default DefaultLoadTimeout.
+	// LoadTimeout bounds one shared load: the fill of a GetOrLoad's or
+	// GetMany's miss, or a refresh, from its L2 read to its L2 write.
+	// Default DefaultLoadTimeout. A Get's miss calls no loader: it is
+	// bounded by CallTimeout instead (its L2 reads, at most two, each end
+	// within l2.HardTimeoutFactor x CallTimeout), and by LoadTimeout only
+	// when CallTimeout is negative. Close ends either at once.
 	LoadTimeout time.Duration
 	// CallTimeout bounds how long one DynamoDB call may wait for DynamoDB to
 	// answer (see l2.Options.CallTimeout for how large answers are timed).

@@ -24,7 +24,7 @@ func (c *Cache[V]) refreshAhead(callerCtx context.Context, key string, e *entry[
 	if c.l1.Now() < e.refreshAt || !e.refreshing.CompareAndSwap(false, true) {
 		return
 	}
-	fl, fs := c.join(flightKey{key, true})
+	fl, fs := c.join(flightKey{key, true}, false) // no one waits for a refresh but those who join it
 	if fs == nil {
 		return // a load of key is in flight: it refreshes the entry
 	}
