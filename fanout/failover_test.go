@@ -529,9 +529,12 @@ func TestHotStandbyThatCannotTakeResigns(t *testing.T) {
 
 	// From now on every take by bridge-2 fails (a take is its only PutItem).
 	inj.Add(ddbfault.Rule{Op: "PutItem", Err: errors.New("injected: take refused")})
+	killed := time.Now()
 	_ = b1.Close() // abruptly: the lease is not released
 	waitFor(t, "bridge-2 to resign as hot standby", func() bool { return b2.Stats().Resigns > 0 })
+	resigned := time.Since(killed)
 	waitFor(t, "bridge-3 to lead", func() bool { return b3.Stats().Leader })
+	took := time.Since(killed)
 	s2, s3 := b2.Stats(), b3.Stats()
 	if inj.Injected() == 0 {
 		t.Fatal("no take by bridge-2 was refused: the injected failure did not apply")
@@ -547,5 +550,7 @@ func TestHotStandbyThatCannotTakeResigns(t *testing.T) {
 	if g := guardOf(t, table).Stats(); g.Refused != 0 || g.MaxReaders > 2 {
 		t.Fatalf("reader-limit guard: %+v; want nothing refused, two readers at most", g)
 	}
+	t.Logf("leader closed: bridge-2 resigned after %v, bridge-3 led after %v (bound 3*TTL + T/8 + two lease reads after the last renewal)",
+		resigned, took)
 	t.Logf("bridge-2: %+v; bridge-3: %+v", s2, s3)
 }
