@@ -96,7 +96,8 @@ type BridgeOptions struct {
 	// and read the stream without publishing; when the leader's lease
 	// expires it takes it and publishes at once from where it is, with no
 	// consumer to start. So at most two candidates read: the leader and the
-	// hot standby. Candidates without it defer to a live hot standby. Set it
+	// hot standby. Candidates without it defer to a live hot standby; one
+	// that cannot take the expired lease resigns (see Bridge). Set it
 	// alike on every candidate. Default false: standbys poll the leader's
 	// lease item only and start reading when they take it.
 	HotStandby bool
