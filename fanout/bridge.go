@@ -96,7 +96,8 @@ type BridgeOptions struct {
 	// and read the stream without publishing; when the leader's lease
 	// expires it takes it and publishes at once from where it is, with no
 	// consumer to start. So at most two candidates read: the leader and the
-	// hot standby. Candidates without it defer to a live hot standby. Set it
+	// hot standby. Candidates without it defer to a live hot standby; one
+	// that cannot take the expired lease resigns (see Bridge). Set it
 	// alike on every candidate. Default false: standbys poll the leader's
 	// lease item only and start reading when they take it.
 	HotStandby bool
@@ -178,7 +179,10 @@ func (o *BridgeOptions) setDefaults() error {
 // plus, without a hot standby, the new consumer's start. Pods meanwhile lose
 // trust T/2 after the last watermark they received and serve only young
 // entries, so T holds; they flush on the new epoch and trust again on its
-// first message.
+// first message. A hot standby that cannot take the expired lease resigns
+// 2*LeaseTTL after the item last changed, and another candidate takes it
+// once the standby's lease has expired: at most 3*TTL + LeaseRenew + two
+// reads after the leader's last renewal (about 3.3 s).
 type Bridge struct {
 	o            BridgeOptions
 	lease        lease     // the leader's
@@ -205,7 +209,7 @@ type bridgeCounters struct {
 	leader, standby                              atomic.Bool
 	epoch, seq                                   atomic.Uint64
 	getRecords, refused, published, keys, errors atomic.Int64
-	takeovers, stepDowns, pauses                 atomic.Int64
+	takeovers, stepDowns, pauses, resigns        atomic.Int64
 	renewals, renewErrors, renewMax              atomic.Int64
 	leadingSince, lastReadEnd                    atomic.Int64 // b.now scale; 0: never
 }
@@ -236,6 +240,9 @@ type BridgeStats struct {
 	// Pauses the times the leader's deadline passed before a renewal landed
 	// (reads and publications wait for one; the pods' trust lapses).
 	Takeovers, StepDowns, Pauses int64
+	// Resigns counts standby leases given up because the leader's lease
+	// stayed unchanged for 2*LeaseTTL without this hot standby taking it.
+	Resigns int64
 	// Renewals counts lease renewals that returned, RenewErrors those that
 	// failed (other than a lost lease); RenewMax is the slowest.
 	Renewals, RenewErrors int64
@@ -303,7 +310,7 @@ func (b *Bridge) Stats() BridgeStats {
 		Epoch: s.epoch.Load(), Seq: s.seq.Load(), Pauses: s.pauses.Load(),
 		Renewals: s.renewals.Load(), RenewErrors: s.renewErrors.Load(), RenewMax: time.Duration(s.renewMax.Load()),
 		GetRecords: s.getRecords.Load(), Refused: s.refused.Load(), Published: s.published.Load(),
-		Keys: s.keys.Load(), PublishErrors: s.errors.Load(), Takeovers: s.takeovers.Load(), StepDowns: s.stepDowns.Load(),
+		Keys: s.keys.Load(), PublishErrors: s.errors.Load(), Takeovers: s.takeovers.Load(), StepDowns: s.stepDowns.Load(), Resigns: s.resigns.Load(),
 		LeadingSince: b.at(s.leadingSince.Load()), LastReadEnd: b.at(s.lastReadEnd.Load())}
 }
 
@@ -506,18 +513,39 @@ func (b *Bridge) startLeading(w won) {
 }
 
 // await polls the leader's lease while this candidate is the hot standby,
-// and takes it once it has seen it unchanged for LeaseTTL.
+// and takes it once it has seen it unchanged for LeaseTTL. The other
+// candidates defer to a live standby, so a standby that cannot take the
+// lease must not hold on: once it has seen no change of the leader's lease
+// for 2*LeaseTTL (its takes failed, or its reads of the item did), it
+// resigns (ok false): it stops reading and renewing, and its lease expires
+// LeaseTTL later, when another candidate takes the leader's lease as if
+// there were no standby. (A live leader changes the item every LeaseRenew,
+// and one unchanged for LeaseTTL is taken: 2*LeaseTTL without a change
+// means this standby's takes or reads failed.)
 func (b *Bridge) await(ctx context.Context) (won, bool) {
-	var obs observer
+	var (
+		obs     observer
+		last    leaseState
+		changed = time.Now() // when a read last returned a new state of the item
+	)
 	t := time.NewTicker(b.o.LeaseRenew)
 	defer t.Stop()
 	for {
 		s, end, err := b.readLease(ctx, &b.lease)
+		if err == nil && s != last {
+			last, changed = s, end
+		}
 		if err == nil && obs.expired(s, end, b.o.LeaseTTL) {
 			if w, ok := b.take(ctx, &b.lease, s); ok {
 				return w, true
 			}
 			obs = observer{}
+		}
+		if time.Since(changed) >= 2*b.o.LeaseTTL && ctx.Err() == nil {
+			b.st.resigns.Add(1)
+			b.o.Logger.Warn("fanout: hot standby could not take the expired lease; resigning the standby's lease",
+				"id", b.o.ID, "unchanged", time.Since(changed))
+			return won{}, false
 		}
 		select {
 		case <-ctx.Done():

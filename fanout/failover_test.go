@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/tieredcache/tieredcache/fanout"
+	"github.com/tieredcache/tieredcache/internal/ddbfault"
 	"github.com/tieredcache/tieredcache/internal/dynamolocal"
 	"github.com/tieredcache/tieredcache/internal/history"
 	"github.com/tieredcache/tieredcache/invalidation"
@@ -503,4 +504,53 @@ func TestTakeThatTimedOutButLandedLeads(t *testing.T) {
 	if st := br.Stats(); st.Epoch != 1 || st.Takeovers != 1 {
 		t.Fatalf("bridge: epoch %d after %d takeovers; want epoch 1, the write that failed", st.Epoch, st.Takeovers)
 	}
+}
+
+// TestHotStandbyThatCannotTakeResigns: the hot standby's takes of the
+// leader's lease fail (a PutItem error injected on its DynamoDB client; its
+// renewals, UpdateItem, still land). Without a bound the third candidate,
+// which defers to a live standby, would wait for ever. The standby resigns
+// instead, its lease expires, and the third candidate leads; the pod trusts
+// again on the new epoch, and never more than two candidates read.
+func TestHotStandbyThatCannotTakeResigns(t *testing.T) {
+	cfg := dynamolocal.AWSConfig(dynamolocal.ForTest(t).Endpoint())
+	table := dynamolocal.TableName(t)
+	ns := startNATS(t)
+	p := newPod(t, cfg, table, dial(t, ns)) // creates the table
+	hot := func(o *fanout.BridgeOptions) { o.HotStandby = true }
+	b1 := newBridge(t, cfg, table, "bridge-1", dial(t, ns), nil, hot)
+	waitFor(t, "bridge-1 to lead", func() bool { return b1.Stats().Leader })
+	inj := ddbfault.New()
+	b2 := newBridge(t, cfg, table, "bridge-2", dial(t, ns), l2.NewClient(cfg, inj.Options), hot)
+	waitFor(t, "bridge-2 to read as hot standby", func() bool { return b2.Stats().Standby && b2.Stats().GetRecords > 0 })
+	b3 := newBridge(t, cfg, table, "bridge-3", dial(t, ns), nil, hot)
+	waitFor(t, "the pod trusted", trusted(p))
+	epoch := b1.Stats().Epoch
+
+	// From now on every take by bridge-2 fails (a take is its only PutItem).
+	inj.Add(ddbfault.Rule{Op: "PutItem", Err: errors.New("injected: take refused")})
+	killed := time.Now()
+	_ = b1.Close() // abruptly: the lease is not released
+	waitFor(t, "bridge-2 to resign as hot standby", func() bool { return b2.Stats().Resigns > 0 })
+	resigned := time.Since(killed)
+	waitFor(t, "bridge-3 to lead", func() bool { return b3.Stats().Leader })
+	took := time.Since(killed)
+	s2, s3 := b2.Stats(), b3.Stats()
+	if inj.Injected() == 0 {
+		t.Fatal("no take by bridge-2 was refused: the injected failure did not apply")
+	}
+	if s3.Epoch <= epoch || s2.Takeovers != 0 {
+		t.Fatalf("bridge-3 leads epoch %d (old %d), bridge-2 took over %d times: want a new epoch, bridge-2 never leading",
+			s3.Epoch, epoch, s2.Takeovers)
+	}
+	if s2.GetRecords > 0 && !s2.LastReadEnd.Before(s3.LeadingSince) {
+		t.Fatalf("bridge-2's last GetRecords ended at %v, after bridge-3's takeover began at %v", s2.LastReadEnd, s3.LeadingSince)
+	}
+	waitFor(t, "the pod on the new epoch, trusted", func() bool { return p.src.PodStats().Epoch == s3.Epoch && trusted(p)() })
+	if g := guardOf(t, table).Stats(); g.Refused != 0 || g.MaxReaders > 2 {
+		t.Fatalf("reader-limit guard: %+v; want nothing refused, two readers at most", g)
+	}
+	t.Logf("leader closed: bridge-2 resigned after %v, bridge-3 led after %v (bound 3*TTL + T/8 + two lease reads after the last renewal)",
+		resigned, took)
+	t.Logf("bridge-2: %+v; bridge-3: %+v", s2, s3)
 }

@@ -13,6 +13,11 @@ type Stats struct {
 	Calls     int64 // DynamoDB calls made (each BatchGetItem page counts once)
 	Errors    int64 // calls that failed (throttles included, condition failures not)
 	Throttles int64 // calls that failed with a throttling error
+	// Timeouts counts calls that failed because they ran out of
+	// Options.CallTimeout (their errors match ErrTimeout; the SDK's text
+	// inside them reads "context canceled", the watchdog's way of ending
+	// the call), not those whose caller's context ended.
+	Timeouts int64
 	// CorruptItems counts the items Get and BatchGet read that did not
 	// follow the item format: once per item read, the same way for both
 	// (the write path's encounters are counted in Repairs instead).
@@ -59,8 +64,8 @@ func apiOp(op string) int {
 type opCounters struct{ calls, errors, throttles atomic.Int64 }
 
 type stats struct {
-	calls, errors, throttles, corrupt, unprocessed, condFailed, repairs atomic.Int64
-	ops                                                                 [len(apiOps)]opCounters
+	calls, errors, throttles, timeouts, corrupt, unprocessed, condFailed, repairs atomic.Int64
+	ops                                                                           [len(apiOps)]opCounters
 }
 
 // Stats returns a snapshot of the counters.
@@ -70,6 +75,7 @@ func (t *Table) Stats() Stats {
 		Calls:              s.calls.Load(),
 		Errors:             s.errors.Load(),
 		Throttles:          s.throttles.Load(),
+		Timeouts:           s.timeouts.Load(),
 		CorruptItems:       s.corrupt.Load(),
 		UnprocessedRetries: s.unprocessed.Load(),
 		ConditionFailures:  s.condFailed.Load(),
@@ -116,6 +122,7 @@ func (t *Table) record(cctx context.Context, op string, err error) error {
 		// Ours, not the caller's: the SDK's error (a context.Canceled when
 		// the watchdog cut the call) is kept as text only, so that nothing
 		// takes it for the caller giving up; DeadlineExceeded is what it is.
+		t.stats.timeouts.Add(1)
 		return fmt.Errorf("l2: %s: %w: %w (%v)", op, ErrTimeout, context.DeadlineExceeded, err)
 	}
 	return callError(op, err)

@@ -102,6 +102,7 @@ func instruments() []inst {
 		// L2.
 		{counter, "tieredcache.l2.corrupt", "{item}", "Items a lookup could not use (malformed or undecodable), once per key per lookup.", false, []series{u(func(s *tiered.Stats) uint64 { return s.L2.Corrupt })}},
 		{counter, "tieredcache.l2.too_large", "{value}", "Loaded values too large for an item, kept in L1 only.", false, []series{u(func(s *tiered.Stats) uint64 { return s.L2.TooLarge })}},
+		{counter, "tieredcache.dynamodb.timeouts", "{call}", "DynamoDB calls that ran out of CallTimeout (ErrTimeout; also in tieredcache.dynamodb.errors).", false, []series{u(func(s *tiered.Stats) uint64 { return s.L2.Timeouts })}},
 		{counter, "tieredcache.l2.unprocessed_retries", "{call}", "BatchGetItem calls made only to retry UnprocessedKeys (also in tieredcache.dynamodb.calls).", false, []series{u(func(s *tiered.Stats) uint64 { return s.L2.UnprocessedRetries })}},
 		{counter, "tieredcache.l2.condition_failures", "{write}", "Conditional writes (fills, leases, pending tombstones) that did not land: the item had changed.", false, []series{u(func(s *tiered.Stats) uint64 { return s.L2.ConditionFailures })}},
 		{counter, "tieredcache.l2.repairs", "{item}", "Corrupt or foreign items a write replaced.", false, []series{u(func(s *tiered.Stats) uint64 { return s.L2.Repairs })}},

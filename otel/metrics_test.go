@@ -98,7 +98,7 @@ var exported = map[string]string{
 	"L1.BytesUsed": "tieredcache.l1.usage", "L1.MaxBytes": "tieredcache.l1.limit", "L1.Items": "tieredcache.l1.items",
 	"L2.Hits": "tieredcache.hits", "L2.Misses": "tieredcache.misses", "L2.Corrupt": "tieredcache.l2.corrupt",
 	"L2.TooLarge": "tieredcache.l2.too_large", "L2.Calls": "tieredcache.dynamodb.calls", "L2.Errors": "tieredcache.dynamodb.errors",
-	"L2.Throttles": "tieredcache.dynamodb.throttles", "L2.UnprocessedRetries": "tieredcache.l2.unprocessed_retries",
+	"L2.Throttles": "tieredcache.dynamodb.throttles", "L2.Timeouts": "tieredcache.dynamodb.timeouts", "L2.UnprocessedRetries": "tieredcache.l2.unprocessed_retries",
 	"L2.ConditionFailures": "tieredcache.l2.condition_failures", "L2.Repairs": "tieredcache.l2.repairs",
 	"L2.ByOp":     "tieredcache.dynamodb.calls",
 	"Loads.Calls": "tieredcache.loads", "Loads.Errors": "tieredcache.load.errors", "Loads.Panics": "tieredcache.load.panics",

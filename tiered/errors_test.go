@@ -114,6 +114,9 @@ func TestOutageErrorsMatchThroughTiered(t *testing.T) {
 		if !errors.Is(err, tiered.ErrL2Unavailable) || !errors.Is(err, tiered.ErrTimeout) {
 			t.Fatalf("Get of a slow DynamoDB = %v, want ErrL2Unavailable and ErrTimeout", err)
 		}
+		if st := n.Stats().L2; st.Timeouts != 1 || st.Errors != 1 {
+			t.Fatalf("L2 stats: %d timeouts, %d errors; want the one timeout", st.Timeouts, st.Errors)
+		}
 	})
 	t.Run("breaker open", func(t *testing.T) {
 		n := faulty(t, ddbfault.Rule{Op: "UpdateItem", Err: errNetwork}, func(o *tiered.Options[string]) {

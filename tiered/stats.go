@@ -74,8 +74,9 @@ type L2Stats struct {
 	// not made and not counted.
 	Calls uint64
 	// Errors counts Calls that failed (timeouts, throttling, outage; not
-	// failed conditions); Throttles those that were throttled.
-	Errors, Throttles uint64
+	// failed conditions); Throttles those that were throttled; Timeouts
+	// those that ran out of Options.CallTimeout (ErrTimeout).
+	Errors, Throttles, Timeouts uint64
 	// UnprocessedRetries counts BatchGetItem calls made only to retry
 	// UnprocessedKeys (also in Calls).
 	UnprocessedRetries uint64
@@ -287,7 +288,7 @@ func (c *Cache[V]) Stats() Stats {
 		L2: L2Stats{
 			Hits: s.l2Hits.Load(), Misses: s.l2Misses.Load(), Corrupt: s.l2Corrupt.Load(),
 			TooLarge: s.l2TooLarge.Load(), Calls: u64(l2s.Calls), Errors: u64(l2s.Errors),
-			Throttles: u64(l2s.Throttles), UnprocessedRetries: u64(l2s.UnprocessedRetries),
+			Throttles: u64(l2s.Throttles), Timeouts: u64(l2s.Timeouts), UnprocessedRetries: u64(l2s.UnprocessedRetries),
 			ConditionFailures: u64(l2s.ConditionFailures), Repairs: u64(l2s.Repairs),
 			ByOp: make(map[string]L2OpStats, len(l2s.ByOp)),
 		},

@@ -10,6 +10,7 @@ func fillCacheStats(s *nodeStats, st tiered.Stats) {
 	s.L2Misses = st.L2.Misses
 	s.L2Calls = st.L2.Calls
 	s.L2Errors = st.L2.Errors
+	s.L2Timeouts = st.L2.Timeouts
 	s.Loads = st.Loads.Calls
 	s.LoadErrors = st.Loads.Errors
 	s.LeasesAcquired = st.Leases.Acquired

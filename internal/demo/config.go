@@ -28,6 +28,7 @@ type config struct {
 	Replace       bool
 	RefreshAhead  float64
 	L1TTL         time.Duration
+	CallTimeout   time.Duration // tiered.Options.CallTimeout (0: the library's default)
 	Outage        time.Duration
 	Interval      time.Duration
 	Endpoint      string
@@ -74,6 +75,14 @@ const (
 	manyNodesRampUp     = 5 * time.Second
 )
 
+// manyNodesCallTimeout is -call-timeout's default above 3 nodes. All the node
+// processes share one DynamoDB Local, whose writes (UpdateItem) queue behind
+// each other on a loaded machine: past the library's 500 ms they failed as
+// ErrTimeout (their text ends in the SDK's "context canceled"), a few to
+// hundreds per 20-node run at load averages of 15 to 26, from DynamoDB Local
+// being slow, not from the nodes. A real table answers in milliseconds.
+const manyNodesCallTimeout = 2 * time.Second
+
 func parseFlags(args []string, stderr io.Writer, extra func(*flag.FlagSet)) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
@@ -94,6 +103,7 @@ func parseFlags(args []string, stderr io.Writer, extra func(*flag.FlagSet)) (con
 	fs.BoolVar(&c.Replace, "replace-on-change", false, "stream with NEW_IMAGE: replace L1 entries in place instead of evicting (tiered.Options.ReplaceOnChange)")
 	fs.Float64Var(&c.RefreshAhead, "refresh-ahead", 0, "refresh entries read past this fraction of their L1 TTL in the background (tiered.Options.RefreshAhead; 0 = off)")
 	fs.DurationVar(&c.L1TTL, "l1-ttl", 0, "L1 entry lifetime (tiered.Options.L1TTL; 0 = the library default)")
+	fs.DurationVar(&c.CallTimeout, "call-timeout", 0, "bound on each DynamoDB call's wait for progress (tiered.Options.CallTimeout; 0 = the library default, 500ms); unset, above 3 nodes: 2s, as they all share one DynamoDB Local")
 	fs.DurationVar(&c.Outage, "outage", 0, "stop the cache's DynamoDB Local for this long a third of the way through the run (the source of truth stays up), to show reads surviving it; with -requests it starts once every node has made a third of them and lasts until every node has felt it (breaker opened, a write refused)")
 	fs.DurationVar(&c.Interval, "interval", time.Second, "how often nodes report and the table refreshes")
 	fs.StringVar(&c.Endpoint, "endpoint", "", "use this DynamoDB endpoint (e.g. a running DynamoDB Local) instead of starting DynamoDB Local")
@@ -145,6 +155,9 @@ func parseFlags(args []string, stderr io.Writer, extra func(*flag.FlagSet)) (con
 		if !set["workers"] {
 			c.Workers = max(defaultTotalWorkers/c.Nodes, 1)
 		}
+		if !set["call-timeout"] {
+			c.CallTimeout = manyNodesCallTimeout
+		}
 	}
 	return c, c.validate()
 }
@@ -171,7 +184,7 @@ func (c config) validate() error {
 		return errors.New("-rate must not be negative")
 	case c.RefreshAhead < 0 || c.RefreshAhead >= 1:
 		return errors.New("-refresh-ahead must be in [0,1)")
-	case c.Outage < 0 || c.L1TTL < 0:
+	case c.Outage < 0 || c.L1TTL < 0 || c.CallTimeout < 0:
 		return errors.New("durations must not be negative")
 	case c.Outage > 0 && c.Endpoint != "":
 		return errors.New("-outage needs the demo to run DynamoDB Local itself (no -endpoint)")
@@ -226,6 +239,7 @@ func (c config) childArgs(node string) []string {
 		"-replace-on-change=" + strconv.FormatBool(c.Replace),
 		"-refresh-ahead", strconv.FormatFloat(c.RefreshAhead, 'g', -1, 64),
 		"-l1-ttl", c.L1TTL.String(),
+		"-call-timeout", c.CallTimeout.String(),
 		"-source-endpoint", c.SourceEndpoint,
 		"-interval", c.Interval.String(),
 		// The parent ends the workload; this is only the node's own backstop.

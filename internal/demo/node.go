@@ -106,6 +106,7 @@ func runNode(cfg config, ro runOptions, stdin io.Reader, stdout, stderr io.Write
 		ReplaceOnChange: cfg.Replace,
 		RefreshAhead:    cfg.RefreshAhead,
 		L1TTL:           cfg.L1TTL,
+		CallTimeout:     cfg.CallTimeout,
 		L1MaxTTL:        max(cfg.L1TTL, tiered.DefaultL1MaxTTL),
 		Logger:          logger,
 		OnInvalidate:    onInvalidate,

@@ -76,6 +76,7 @@ type nodeStats struct {
 	L2Misses          uint64  `json:"l2_misses"`
 	L2Calls           uint64  `json:"l2_calls"`
 	L2Errors          uint64  `json:"l2_errors"`
+	L2Timeouts        uint64  `json:"l2_timeouts"` // of L2Errors: calls past CallTimeout
 	Loads             uint64  `json:"loads"`
 	LoadErrors        uint64  `json:"load_errors"`
 	LeasesAcquired    uint64  `json:"leases_acquired"`

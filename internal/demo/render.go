@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tieredcache/tieredcache/l2"
 	"github.com/tieredcache/tieredcache/tiered"
 )
 
@@ -42,6 +43,15 @@ func isTerminal(w io.Writer) bool {
 }
 
 func (v *view) staleness() time.Duration { return v.cfg.staleness() }
+
+// callTimeout is the nodes' CallTimeout: -call-timeout, or the library's
+// default.
+func (v *view) callTimeout() time.Duration {
+	if v.cfg.CallTimeout > 0 {
+		return v.cfg.CallTimeout
+	}
+	return l2.DefaultCallTimeout
+}
 
 // staleness is T: -staleness, or the library's default.
 func (c config) staleness() time.Duration {
@@ -325,6 +335,7 @@ func addTraffic(t, s *nodeStats) {
 	t.L2Misses += s.L2Misses
 	t.L2Calls += s.L2Calls
 	t.L2Errors += s.L2Errors
+	t.L2Timeouts += s.L2Timeouts
 	t.Loads += s.Loads
 	t.LoadErrors += s.LoadErrors
 	t.SourceReads += s.SourceReads
@@ -418,8 +429,8 @@ func (v *view) summary(s summary, interrupted bool) {
 		fmt.Fprintf(w, "  outage          %s: reads kept working (%s read errors); %s writes refused with ErrL2Unavailable, none lost silently\n",
 			v.outage, num(s.ReadErrors), num(s.L2Unavailable))
 	}
-	fmt.Fprintf(w, "  errors          %s reads, %s writes, %s DynamoDB calls, %s loads\n",
-		num(s.ReadErrors), num(s.WriteErrors), num(s.L2Errors), num(s.LoadErrors))
+	fmt.Fprintf(w, "  errors          %s reads, %s writes, %s DynamoDB calls (%s past CallTimeout %v), %s loads\n",
+		num(s.ReadErrors), num(s.WriteErrors), num(s.L2Errors), num(s.L2Timeouts), v.callTimeout(), num(s.LoadErrors))
 	fmt.Fprintf(w, "  staleness       %d violations in %s reads checked against T = %v", s.Violations, num(uint64(s.Checked)), v.staleness())
 	if s.Unverified > 0 {
 		fmt.Fprintf(w, " (%s reads of failed writes not judged)", num(uint64(s.Unverified)))
