@@ -35,25 +35,11 @@ import (
 // benchmarks' op counter, as the raw calls; L1 entries expire at once, so
 // every Get misses L1 and fills it again, as any L2 hit does.
 func BenchmarkMissAllocs(b *testing.B) {
-	cfg := awsConfig(b)
-	table := dynamolocal.TableName(b)
 	keys := make([]string, l2HitKeys)
-	value := make([]byte, l2HitValueSize)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("missalloc/key/%06d", i)
 	}
-	writer, _ := newNode(b, cfg, table, func(o *tiered.Options[[]byte]) { o.DisableInvalidation = true })
-	ctx := setupContext(b)
-	if err := parallelDo(len(keys), 16, func(i int) error { return writer.Set(ctx, keys[i], value) }); err != nil {
-		b.Fatalf("writing keys: %v", err)
-	}
-	reader, _ := newNode(b, cfg, table, func(o *tiered.Options[[]byte]) {
-		o.DisableInvalidation = true
-		o.L1TTL = l2HitL1TTL
-		o.DynamoDB = l2.NewClient(cfg) // as raw's: no op counter
-	})
-	raw := l2.NewClient(cfg)
-	pks := encodeKeys(b, raw, table, keys)
+	table, reader, raw, pks := allocSetup(b, keys, l2HitValueSize)
 	for _, cancellable := range []bool{false, true} {
 		name := "background"
 		if cancellable {
@@ -120,25 +106,11 @@ func BenchmarkGetManyAllocs(b *testing.B) {
 		getManyKeys = l2.MaxBatchKeys
 		valueSize   = 1024
 	)
-	cfg := awsConfig(b)
-	table := dynamolocal.TableName(b)
 	keys := make([]string, getManyKeys)
-	value := make([]byte, valueSize)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("getmanyalloc/key/%04d", i)
 	}
-	writer, _ := newNode(b, cfg, table, func(o *tiered.Options[[]byte]) { o.DisableInvalidation = true })
-	ctx := setupContext(b)
-	if err := parallelDo(len(keys), 16, func(i int) error { return writer.Set(ctx, keys[i], value) }); err != nil {
-		b.Fatalf("writing keys: %v", err)
-	}
-	reader, _ := newNode(b, cfg, table, func(o *tiered.Options[[]byte]) {
-		o.DisableInvalidation = true
-		o.L1TTL = l2HitL1TTL
-		o.DynamoDB = l2.NewClient(cfg) // as raw's: no op counter
-	})
-	raw := l2.NewClient(cfg)
-	pks := encodeKeys(b, raw, table, keys)
+	table, reader, raw, pks := allocSetup(b, keys, valueSize)
 	bg := context.Background()
 	loader := func(_ context.Context, ks []string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("loader called for %d keys: L2 holds them all", len(ks))
@@ -236,4 +208,26 @@ func encodeKeys(b *testing.B, client *dynamodb.Client, table string, keys []stri
 		}
 	}
 	return pks
+}
+
+// allocSetup writes keys (values of valueSize bytes) to a new table through
+// one node, and returns the table, a reader node (no stream consumer; L1
+// entries expire at once, so every read misses L1; on a client without the
+// benchmarks' op counter, as raw's), a raw client, and keys' partition keys.
+func allocSetup(b *testing.B, keys []string, valueSize int) (table string, reader *tiered.Cache[[]byte], raw *dynamodb.Client, pks []string) {
+	cfg := awsConfig(b)
+	table = dynamolocal.TableName(b)
+	value := make([]byte, valueSize)
+	writer, _ := newNode(b, cfg, table, func(o *tiered.Options[[]byte]) { o.DisableInvalidation = true })
+	ctx := setupContext(b)
+	if err := parallelDo(len(keys), 16, func(i int) error { return writer.Set(ctx, keys[i], value) }); err != nil {
+		b.Fatalf("writing keys: %v", err)
+	}
+	reader, _ = newNode(b, cfg, table, func(o *tiered.Options[[]byte]) {
+		o.DisableInvalidation = true
+		o.L1TTL = l2HitL1TTL
+		o.DynamoDB = l2.NewClient(cfg) // as raw's: no op counter
+	})
+	raw = l2.NewClient(cfg)
+	return table, reader, raw, encodeKeys(b, raw, table, keys)
 }
