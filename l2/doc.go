@@ -55,9 +55,11 @@
 // read every key item. This release honours a live format-1 lease: Get and
 // GetLeased report it (Item.Leased), Fill does not land while it lives, and
 // Put, Delete and fills remove it. A format-1 node does not see format-2
-// leases (it may load a key a format-2 node holds a lease on; both fills are
-// guarded by the key's version, so the later one loses), and never reads or
-// writes a lease item (its pk does not decode).
+// leases (it may load a key a format-2 node holds a lease on: the later of
+// the two fills loses, as the format-1 fill is conditioned on its own lease,
+// which every format-2 write removes, and the format-2 fill on the key's
+// version, which the format-1 fill moves), and never reads or writes a lease
+// item (its pk does not decode).
 //
 // # Writes and versions
 //

@@ -87,7 +87,11 @@ type LeaseResult struct {
 // that evicts the key anywhere, and the key's version does not move. It
 // lands unless another owner holds a live lease bound to version or a later
 // one; then HolderExpires says until when. A lease bound to an older version
-// is void (the key was written, deleted or filled since) and is taken over.
+// is void (the key was written, deleted or filled since) and is taken over;
+// so is a lease bound to a version above 0 when the caller found no item at
+// all (version 0): the key's item was swept by the table's TTL since the
+// lease was taken, and the holder's fill, conditioned on that version, can
+// only lose.
 // It reads nothing: a live entry written since the caller's read is not
 // seen here, but it makes the lease's Fill fail with that entry as Current.
 //
@@ -120,7 +124,7 @@ func (t *Table) AcquireLeaseAt(ctx context.Context, key string, version int64, o
 		// caller's own.
 		cond: "attribute_not_exists(#lease) OR NOT attribute_type(#lease, :tS) OR " +
 			"NOT attribute_type(#lexp, :tN) OR NOT attribute_type(#lver, :tN) OR " +
-			"#lexp <= :nowms OR #lver < :lver OR #lease = :owner",
+			"#lexp <= :nowms OR #lver < :lver OR #lease = :owner" + sweptClause(version),
 		values: map[string]types.AttributeValue{
 			":owner": &types.AttributeValueMemberS{Value: owner},
 			":lexp":  num(expires.UnixMilli()),
@@ -227,7 +231,7 @@ func (t *Table) GetLeased(ctx context.Context, key string) (Item, error) {
 	now := t.o.Now()
 	it, err := t.getResult(itemM, now)
 	if err == ErrNotFound && !it.Leased {
-		if l, ok := parseLease(leaseM); ok && now.Before(l.expires) && l.version >= it.Version {
+		if l, ok := parseLease(leaseM); ok && now.Before(l.expires) && l.version >= it.Version && !(it.Version == 0 && l.version > 0) {
 			it.Leased = true
 		}
 	}
@@ -270,4 +274,14 @@ func checkOwner(owner string) error {
 		return fmt.Errorf("%w: %d bytes, max %d", ErrInvalidLease, len(owner), MaxLeaseOwnerBytes)
 	}
 	return nil
+}
+
+// sweptClause frees, for a caller that found no item (version 0), a lease
+// bound to a later version: that item has been swept since (see
+// AcquireLeaseAt).
+func sweptClause(version int64) string {
+	if version != 0 {
+		return ""
+	}
+	return " OR #lver > :lver"
 }

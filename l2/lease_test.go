@@ -185,3 +185,49 @@ func TestFormat1LeasesAreHonoured(t *testing.T) {
 		t.Error("the older release's fill landed after a Put of this release")
 	}
 }
+
+// TestLeaseOnASweptKeyIsVoid: a lease bound to version v > 0 of a key whose
+// item the TTL sweeper has deleted since (the key reads as version 0) holds
+// no one: the holder's fill, conditioned on v, can only lose. Waiters see
+// no lease (GetLeased), and a caller that found no item takes it over.
+func TestLeaseOnASweptKeyIsVoid(t *testing.T) {
+	e := newEnv(t, nil)
+	c := ctx(t)
+	if _, err := e.tbl.Put(c, "k", []byte("v"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.tbl.Delete(c, "k"); err != nil {
+		t.Fatal(err)
+	}
+	tomb, err := e.tbl.GetLeased(c, "k")
+	if !errors.Is(err, l2.ErrNotFound) || tomb.Version == 0 {
+		t.Fatalf("GetLeased after Delete = %+v, %v; want ErrNotFound with the tombstone's version", tomb, err)
+	}
+	if res, err := e.tbl.AcquireLeaseAt(c, "k", tomb.Version, "A", time.Minute); err != nil || !res.Acquired {
+		t.Fatalf("AcquireLeaseAt(%d) = %+v, %v", tomb.Version, res, err)
+	}
+	if it, err := e.tbl.GetLeased(c, "k"); !errors.Is(err, l2.ErrNotFound) || !it.Leased {
+		t.Fatalf("GetLeased under A's lease = %+v, %v; want Leased", it, err)
+	}
+	// The sweeper deletes the tombstone (here: the raw SDK).
+	if _, err := e.raw.DeleteItem(c, &dynamodb.DeleteItemInput{TableName: aws.String(e.name),
+		Key: map[string]types.AttributeValue{"pk": S("ns#k")}}); err != nil {
+		t.Fatal(err)
+	}
+	if it, err := e.tbl.GetLeased(c, "k"); !errors.Is(err, l2.ErrNotFound) || it.Leased || it.Version != 0 {
+		t.Fatalf("GetLeased after the sweep = %+v, %v; want ErrNotFound, version 0, not leased", it, err)
+	}
+	if res, err := e.tbl.AcquireLeaseAt(c, "k", 0, "B", time.Minute); err != nil || !res.Acquired {
+		t.Fatalf("AcquireLeaseAt(0) after the sweep = %+v, %v; want acquired", res, err)
+	}
+	// A's fill loses; B's lands.
+	if _, err := e.tbl.Fill(c, "k", []byte("a"), false, time.Hour, "A", l2.IfVersion(tomb.Version)); !errors.Is(err, l2.ErrLeaseLost) && !errors.Is(err, l2.ErrConflict) {
+		t.Fatalf("A's fill after the sweep = %v; want it refused", err)
+	}
+	if _, err := e.tbl.Fill(c, "k", []byte("b"), false, time.Hour, "B", l2.IfVersion(0)); err != nil {
+		t.Fatalf("B's fill: %v", err)
+	}
+	if it := mustGet(t, e.tbl, "k"); string(it.Value) != "b" {
+		t.Fatalf("Get = %q, want b", it.Value)
+	}
+}

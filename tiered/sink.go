@@ -138,6 +138,7 @@ func (s sink[V]) replace(key string, ch invalidation.Change) bool {
 	}
 	c.stamp(e, now, ttl) // its L1 life and refresh point run from now
 	e.stored = at
+	c.indexKey(key) // hash mode: the entry's new life must stay in the index
 	replaced := c.l1.Replace(key, e, heldSize(item.Value), ttl, func(old *entry[V]) bool {
 		return old.version < item.Version
 	})

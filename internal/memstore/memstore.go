@@ -281,9 +281,12 @@ func (it *item) live(now time.Time) bool {
 }
 
 // holds reports whether l is a live lease at now bound to version or a
-// later one (a lease bound to an older version was voided by a write).
+// later one (a lease bound to an older version was voided by a write), as
+// l2 decides it: a lease bound to a version above 0 does not hold a key with
+// no item (version 0), whose item was swept since.
 func (l *lease) holds(version int64, now time.Time) bool {
-	return l != nil && l.owner != "" && now.Before(l.expires) && l.version >= version
+	return l != nil && l.owner != "" && now.Before(l.expires) && l.version >= version &&
+		!(version == 0 && l.version > 0)
 }
 
 // entry is the Item readers get for a live (or expired) it.
