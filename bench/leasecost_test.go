@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -61,7 +62,24 @@ func benchLeasedFill(b *testing.B, expired bool) {
 		}); err != nil {
 			b.Fatal(err)
 		}
-		time.Sleep(2 * time.Second) // setup: let every entry expire (DynamoDB Local sweeps within seconds on small tables; an expired item read meanwhile is still a miss)
+		// Await every entry's expiry: the last one written reads as a miss.
+		// (DynamoDB Local's sweeper may also delete some meanwhile: those
+		// fills then cost what a new key's does.)
+		for i := 0; ; i++ {
+			_, err := writer.Get(ctx, fmt.Sprintf("leasecost/%d", keys-1))
+			if errors.Is(err, l2.ErrNotFound) {
+				break
+			}
+			if err != nil || i == 600 {
+				b.Fatalf("entries did not expire: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for i := range keys { // the first ones were written earliest, but a write may have been retried
+			if _, err := writer.Get(ctx, fmt.Sprintf("leasecost/%d", i)); !errors.Is(err, l2.ErrNotFound) {
+				b.Fatalf("leasecost/%d: %v after the last entry expired", i, err)
+			}
+		}
 	}
 	before := meter.snapshot()
 	n := 0
