@@ -3,6 +3,7 @@ package fanout_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -160,6 +161,96 @@ func allTrusted(pods []*pod) func() bool {
 		}
 		return true
 	}
+}
+
+// tap is a pod's transport that checks each message the pod is handed
+// against the pod's own counters, on data rather than timing:
+//   - fencing: a message of an older epoch than one delivered before is
+//     counted Stale and not applied;
+//   - trust: the watermark the pod trusts is no later than the end of the
+//     last delivery, so its trust deadline is at most that receive time +
+//     T/2 (transit counts against trust, never for it).
+//
+// Set src once the pod exists; messages before are not checked.
+type tap struct {
+	fanout.Transport
+	src atomic.Pointer[fanout.Pod]
+
+	mu          sync.Mutex
+	maxEpoch    uint64
+	last        time.Time            // end of the last delivery
+	lastOf      map[uint64]time.Time // per epoch
+	oldAfterNew int                  // messages of an older epoch after a newer one
+	violations  []string
+}
+
+func (tp *tap) Subscribe(subject string, onMsg func([]byte), onState func(fanout.ConnState)) (func(), error) {
+	return tp.Transport.Subscribe(subject, func(data []byte) {
+		src := tp.src.Load()
+		var before fanout.PodStats
+		if src != nil {
+			before = src.PodStats()
+		}
+		onMsg(data) // one at a time: nothing else changes the pod's counters meanwhile
+		end := time.Now()
+		m, err := fanout.DecodeMessage(data)
+		tp.mu.Lock()
+		defer tp.mu.Unlock()
+		tp.last = end
+		if err != nil {
+			return
+		}
+		if tp.lastOf == nil {
+			tp.lastOf = map[uint64]time.Time{}
+		}
+		tp.lastOf[m.Epoch] = end
+		old := m.Epoch < tp.maxEpoch
+		tp.maxEpoch = max(tp.maxEpoch, m.Epoch)
+		if src == nil {
+			return
+		}
+		if old {
+			tp.oldAfterNew++
+			if after := src.PodStats(); after.Stale != before.Stale+1 || after.Messages != before.Messages {
+				tp.violations = append(tp.violations, fmt.Sprintf("epoch %d after %d not fenced: %+v -> %+v", m.Epoch, tp.maxEpoch, before, after))
+			}
+		}
+		// Lag is the trusted watermark's age when Stats ran (after now).
+		now := time.Now()
+		if st := src.Stats(); st.Trusted && st.Lag > 0 && now.Add(-st.Lag).After(end) {
+			tp.violations = append(tp.violations, fmt.Sprintf("trusted watermark %v after the last receive", now.Add(-st.Lag).Sub(end)))
+		}
+	}, onState)
+}
+
+// lastReceive is the end of the last delivery of a message of epoch (zero:
+// none).
+func (tp *tap) lastReceive(epoch uint64) time.Time {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	return tp.lastOf[epoch]
+}
+
+// check fails the test on a violation seen by tp (pod i).
+func (tp *tap) check(t testing.TB, i int) {
+	t.Helper()
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	for _, v := range tp.violations {
+		t.Errorf("pod %d: %s", i, v)
+	}
+	t.Logf("pod %d: %d messages of an older epoch after a newer one, all counted Stale; %+v", i, tp.oldAfterNew, tp.src.Load().PodStats())
+}
+
+// tappedPods builds n pods, each on its own NATS connection behind a tap.
+func tappedPods(t testing.TB, cfg aws.Config, table string, ns *natsServer, n int) ([]*pod, []*tap) {
+	pods, taps := make([]*pod, n), make([]*tap, n)
+	for i := range pods {
+		taps[i] = &tap{Transport: dial(t, ns)}
+		pods[i] = newPod(t, cfg, table, taps[i])
+		taps[i].src.Store(pods[i].src)
+	}
+	return pods, taps
 }
 
 // hotBridge starts a candidate with HotStandby behind the table's guard.
