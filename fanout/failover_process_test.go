@@ -2,11 +2,14 @@ package fanout_test
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 
 	"github.com/tieredcache/tieredcache/fanout"
+	"github.com/tieredcache/tieredcache/fanout/internal/readerlimit"
 	"github.com/tieredcache/tieredcache/internal/dynamolocal"
 	"github.com/tieredcache/tieredcache/invalidation"
 	"github.com/tieredcache/tieredcache/l2"
@@ -25,7 +29,9 @@ import (
 const childBridgeEnv = "TC_FANOUT_CHILD_BRIDGE"
 
 // childBridge runs a bridge until stdin closes (or the process is killed),
-// printing "leading" once it leads.
+// printing "leading" once it leads. At its first step-down it closes the
+// bridge (no stream call after Close) and prints "stepped-down": a test
+// then sees the deposed leader alone, not the standby it would become.
 func childBridge() int {
 	parts := strings.Split(os.Getenv(childBridgeEnv), "|")
 	if len(parts) != 4 {
@@ -53,12 +59,119 @@ func childBridge() int {
 	defer b.Close()
 	go func() {
 		for !b.Stats().Leader {
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
 		}
 		fmt.Println("leading")
+		// Another take of a lease needs LeaseTTL of polling after the
+		// step-down: Close comes long before.
+		for b.Stats().StepDowns == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		_ = b.Close()
+		fmt.Printf("stepped-down %+v\n", b.Stats())
 	}()
 	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent closes it
 	return 0
+}
+
+// child is a bridge candidate in a separate OS process (childBridge),
+// reading the stream through a proxy of the table's reader-limit guard
+// (one reader for the guard, named by the proxy).
+type child struct {
+	cmd                  *exec.Cmd
+	stdin                io.Closer
+	leading, steppedDown chan struct{}
+	done                 chan struct{} // closed once the process exited: err is its Wait's
+	err                  error
+	last                 atomic.Value // string: the last line printed
+}
+
+func startChild(t *testing.T, table, ddbEndpoint string, ns *natsServer) *child {
+	t.Helper()
+	proxy, stopProxy, err := guardOf(t, table).ServeProxy(ddbEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stopProxy() })
+	c := &child{cmd: exec.Command(os.Args[0], "-test.run=^$"), leading: make(chan struct{}),
+		steppedDown: make(chan struct{}), done: make(chan struct{})}
+	c.cmd.Env = append(os.Environ(), childBridgeEnv+"="+strings.Join([]string{table, ddbEndpoint, proxy, ns.url()}, "|"))
+	c.cmd.Stderr = os.Stderr
+	stdin, err := c.cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.stdin = stdin
+	stdout, err := c.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = stdin.Close()
+		_ = c.cmd.Process.Kill() // kills a stopped process too
+		<-c.done
+	})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			c.last.Store(line)
+			switch {
+			case line == "leading":
+				close(c.leading)
+			case strings.HasPrefix(line, "stepped-down"):
+				close(c.steppedDown)
+			}
+		}
+		c.err = c.cmd.Wait()
+		close(c.done)
+	}()
+	return c
+}
+
+// exit closes the child's stdin and returns how it exited.
+func (c *child) exit(t *testing.T) error {
+	t.Helper()
+	_ = c.stdin.Close()
+	c.await(t, c.done, "exit")
+	return c.err
+}
+
+// stopped reports whether the child is stopped by a signal (Linux: state T
+// in /proc/PID/stat).
+func (c *child) stopped() bool {
+	b, err := os.ReadFile("/proc/" + itoa(c.cmd.Process.Pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && len(b) > i+2 && b[i+2] == 'T'
+}
+
+func (c *child) await(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the child bridge did not %s within 60s", what)
+	}
+}
+
+// reader returns the guard's counters of the child's reads (the only
+// reader the guard knows by name: the in-process bridges are not).
+func childReader(t *testing.T, g *readerlimit.Guard) readerlimit.ReaderStats {
+	t.Helper()
+	named := g.Named()
+	if len(named) != 1 {
+		t.Fatalf("%d named readers behind the proxy, want the child alone: %+v", len(named), named)
+	}
+	var r readerlimit.ReaderStats
+	for _, r = range named {
+	}
+	return r
 }
 
 // TestFailoverKillsLeaderProcess: the leading bridge runs in a separate OS
@@ -78,47 +191,8 @@ func TestFailoverKillsLeaderProcess(t *testing.T) {
 		pods[i] = newPod(t, cfg, table, dial(t, ns)) // the first creates the table
 	}
 	g := guardOf(t, table)
-	proxy, stopProxy, err := g.ServeProxy(ddb.Endpoint())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stopProxy() })
-
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childBridgeEnv+"="+strings.Join([]string{table, ddb.Endpoint(), proxy, ns.url()}, "|"))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	t.Cleanup(func() {
-		_ = stdin.Close()
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-	leading := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if sc.Text() == "leading" {
-				close(leading)
-			}
-		}
-		exited <- cmd.Wait()
-	}()
-	select {
-	case <-leading:
-	case <-time.After(60 * time.Second):
-		t.Fatal("the child bridge did not lead within 60s")
-	}
+	c := startChild(t, table, ddb.Endpoint(), ns)
+	c.await(t, c.leading, "lead")
 	b2 := hotBridge(t, cfg, table, "bridge-2", dial(t, ns))
 	waitFor(t, "bridge-2 to read as hot standby", func() bool { return b2.Stats().Standby && b2.Stats().GetRecords > 0 })
 	waitFor(t, "the pods trusted", allTrusted(pods))
@@ -127,7 +201,7 @@ func TestFailoverKillsLeaderProcess(t *testing.T) {
 	w := startWorkload(t, pods)
 	w.awaitReads(t, minCheckedReads/3)
 	killed := time.Now()
-	if err := cmd.Process.Kill(); err != nil {
+	if err := c.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "bridge-2 to lead", func() bool { return b2.Stats().Leader })
@@ -151,8 +225,89 @@ func TestFailoverKillsLeaderProcess(t *testing.T) {
 	}
 	w.awaitReads(t, minCheckedReads/5)
 	w.finish(t)
-	if st := g.Stats(); st.Refused != 0 || st.MaxReaders != 2 || g.Reader(1).Admitted == 0 {
-		t.Fatalf("reader-limit guard: %+v, child %+v; want the child's reads counted, two readers, none refused", st, g.Reader(1))
+	if st, cr := g.Stats(), childReader(t, g); st.Refused != 0 || st.MaxReaders != 2 || cr.Admitted == 0 {
+		t.Fatalf("reader-limit guard: %+v, child %+v; want the child's reads counted, two readers, none refused", st, cr)
 	}
-	t.Logf("guard: %+v; child reader %+v", g.Stats(), g.Reader(1))
+	t.Logf("guard: %+v; child reader %+v", g.Stats(), childReader(t, g))
+}
+
+// TestFailoverFrozenLeaderProcess: the leading bridge runs in a separate OS
+// process (as in TestFailoverKillsLeaderProcess) and is frozen with SIGSTOP
+// in the middle of a read and write workload on four pods, until the hot
+// standby has taken its lease (which it does only after seeing it unchanged
+// for LeaseTTL) and every pod is on the new epoch; then SIGCONT. The lease
+// deadline fences the resumed leader: the guard admits no GetRecords of its
+// reader after the takeover, every message of its epoch a pod gets after
+// the new epoch is counted Stale (tap), and it steps down once a renewal
+// finds the lease taken. Never more than two readers; the history checker
+// finds no read staler than T among at least 10^4.
+func TestFailoverFrozenLeaderProcess(t *testing.T) {
+	ddb := dynamolocal.ForTest(t)
+	cfg := dynamolocal.AWSConfig(ddb.Endpoint())
+	table := dynamolocal.TableName(t)
+	ns := startNATS(t)
+	pods, taps := tappedPods(t, cfg, table, ns, 4)
+	g := guardOf(t, table)
+	c := startChild(t, table, ddb.Endpoint(), ns)
+	c.await(t, c.leading, "lead")
+	b2 := hotBridge(t, cfg, table, "bridge-2", dial(t, ns))
+	waitFor(t, "bridge-2 to read as hot standby", func() bool { return b2.Stats().Standby && b2.Stats().GetRecords > 0 })
+	waitFor(t, "the pods trusted", allTrusted(pods))
+	epoch := pods[0].src.PodStats().Epoch
+
+	w := startWorkload(t, pods)
+	w.awaitReads(t, minCheckedReads/3)
+	if childReader(t, g).Admitted == 0 {
+		t.Fatal("the child's reads did not go through the guard")
+	}
+	frozen := time.Now()
+	if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the child stopped", c.stopped)
+	// Taken only once unchanged for LeaseTTL: the child is frozen past its lease.
+	waitFor(t, "bridge-2 to lead", func() bool { return b2.Stats().Leader })
+	took := time.Since(frozen)
+	s2 := b2.Stats()
+	if s2.Epoch <= epoch {
+		t.Fatalf("takeover epoch %d, old %d: want higher", s2.Epoch, epoch)
+	}
+	waitFor(t, "every pod on the new epoch", func() bool {
+		for _, p := range pods {
+			if p.src.PodStats().Epoch != s2.Epoch {
+				return false
+			}
+		}
+		return true
+	})
+	if !c.stopped() {
+		t.Fatal("the child ran before SIGCONT")
+	}
+	atTakeover := childReader(t, g) // the child is still frozen: nothing of it in flight
+	if err := c.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	c.await(t, c.steppedDown, "step down after SIGCONT")
+	t.Logf("leader frozen: bridge-2 led epoch %d after %v; the child resumed after %v and stepped down %v later (%s)",
+		s2.Epoch, took, resumed.Sub(frozen), time.Since(resumed), c.last.Load())
+	if cr := childReader(t, g); cr != atTakeover {
+		t.Fatalf("the guard admitted reads of the deposed leader after the takeover: %+v -> %+v", atTakeover, cr)
+	}
+	waitFor(t, "every pod trusted", allTrusted(pods))
+	for w.reads.Load() < minCheckedReads {
+		w.awaitReads(t, minCheckedReads/10)
+	}
+	w.awaitReads(t, minCheckedReads/5)
+	w.finish(t)
+	for i, tp := range taps {
+		tp.check(t, i)
+	}
+	if st := g.Stats(); st.Refused != 0 || st.MaxReaders != 2 {
+		t.Fatalf("reader-limit guard: %+v; want two readers at most (the leader and the standby), none refused", st)
+	}
+	if err := c.exit(t); err != nil {
+		t.Fatalf("the child bridge: %v", err)
+	}
+	t.Logf("guard: %+v; child reader %+v; bridge-2 %+v", g.Stats(), childReader(t, g), b2.Stats())
 }
