@@ -166,7 +166,8 @@ func (o *BridgeOptions) setDefaults() error {
 // The leader renews every LeaseRenew (more often while a renewal is slow,
 // see keep). It reads and publishes only until LeaseTTL - LeaseMargin after
 // the start of its last successful renewal, on its own monotonic clock
-// (every stream call is checked against that deadline, and bounded by it),
+// (every stream call is checked against that deadline, and bounded by it;
+// every message is checked against it just before it is sent),
 // and pauses past it until a renewal lands, or steps down if the lease was
 // taken: so, with clock rates equal, it has stopped before any standby can
 // judge the lease expired, and at most one candidate reads as the leader,
@@ -717,6 +718,14 @@ func (b *Bridge) publish(ctx context.Context, epoch uint64, sk *bridgeSink) {
 				m.WatermarkAge = int64(max(pubAt.Sub(mw), 0))
 			}
 			buf = AppendMessage(buf[:0], &m)
+			if b.now() >= b.deadline.Load() {
+				// The deadline passed while the batch was split or sent: a
+				// deposed leader must not publish. The rest is dropped; its
+				// sequence number is skipped, so every pod sees a gap at
+				// the next message and flushes.
+				b.st.seq.Store(seq)
+				break
+			}
 			if err := b.o.Transport.Publish(ctx, b.o.Subject, buf); err != nil {
 				b.st.errors.Add(1)
 				if ctx.Err() == nil {
