@@ -156,8 +156,12 @@ func (o *BridgeOptions) setDefaults() error {
 // one holding the lease item reads the table's stream (once, with an
 // invalidation.Consumer) and publishes its changes; the others poll the lease
 // item every LeaseRenew and take it over when they have seen it unchanged for
-// LeaseTTL. Each takeover increments the lease's epoch, which every message
-// carries: pods flush on a new epoch and ignore older ones. With
+// LeaseTTL. Each takeover raises the lease's epoch, which every message
+// carries: pods flush on a new epoch and ignore older ones. The new epoch is
+// the previous one + 1, or the wall clock's Unix milliseconds if higher: so
+// a lease item deleted (by an operator, a table restore) restarts above
+// every earlier epoch, as long as the candidates' wall clocks differ by less
+// than the time since the earlier takeover. With
 // HotStandby, one other candidate holds a second lease item, fenced the same
 // way, and reads the stream too without publishing: at most two candidates
 // read (the two lease holders), and the hot standby takes over without
@@ -411,7 +415,7 @@ func (b *Bridge) take(ctx context.Context, l *lease, seen leaseState) (won, bool
 		// dead holder's would.
 		b.o.Logger.Warn("fanout: take lease", "item", l.key, "err", err)
 		s, _, rerr := b.readLease(ctx, l)
-		if rerr != nil || !s.exists || s.holder != b.o.ID || s.epoch != seen.epoch+1 || s.rev != seen.rev+1 {
+		if rerr != nil || !s.exists || s.holder != b.o.ID || s.epoch != e || s.rev != seen.rev+1 {
 			return won{}, false
 		}
 		b.o.Logger.Info("fanout: the lease write that timed out had landed", "item", l.key, "epoch", s.epoch)
