@@ -182,7 +182,7 @@ func (o *BridgeOptions) setDefaults() error {
 // after the leader dies takes at most TTL + LeaseRenew + two reads of the
 // lease items (about 1.3 s; 1.1 to 1.3 s measured by TestFailoverKeepsT),
 // plus, without a hot standby, the new consumer's start. Pods meanwhile lose
-// trust T/2 after the last watermark they received and serve only young
+// trust T/2 - MaxTransit after the last watermark they received and serve only young
 // entries, so T holds; they flush on the new epoch and trust again on its
 // first message. A hot standby that cannot take the expired lease resigns
 // 2*LeaseTTL after the item last changed, and another candidate takes it
