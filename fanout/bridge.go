@@ -156,8 +156,12 @@ func (o *BridgeOptions) setDefaults() error {
 // one holding the lease item reads the table's stream (once, with an
 // invalidation.Consumer) and publishes its changes; the others poll the lease
 // item every LeaseRenew and take it over when they have seen it unchanged for
-// LeaseTTL. Each takeover increments the lease's epoch, which every message
-// carries: pods flush on a new epoch and ignore older ones. With
+// LeaseTTL. Each takeover raises the lease's epoch, which every message
+// carries: pods flush on a new epoch and ignore older ones. The new epoch is
+// the previous one + 1, or the wall clock's Unix milliseconds if higher: so
+// a lease item deleted (by an operator, a table restore) restarts above
+// every earlier epoch, as long as the candidates' wall clocks differ by less
+// than the time since the earlier takeover. With
 // HotStandby, one other candidate holds a second lease item, fenced the same
 // way, and reads the stream too without publishing: at most two candidates
 // read (the two lease holders), and the hot standby takes over without
@@ -166,7 +170,8 @@ func (o *BridgeOptions) setDefaults() error {
 // The leader renews every LeaseRenew (more often while a renewal is slow,
 // see keep). It reads and publishes only until LeaseTTL - LeaseMargin after
 // the start of its last successful renewal, on its own monotonic clock
-// (every stream call is checked against that deadline, and bounded by it),
+// (every stream call is checked against that deadline, and bounded by it;
+// every message is checked against it just before it is sent),
 // and pauses past it until a renewal lands, or steps down if the lease was
 // taken: so, with clock rates equal, it has stopped before any standby can
 // judge the lease expired, and at most one candidate reads as the leader,
@@ -177,7 +182,7 @@ func (o *BridgeOptions) setDefaults() error {
 // after the leader dies takes at most TTL + LeaseRenew + two reads of the
 // lease items (about 1.3 s; 1.1 to 1.3 s measured by TestFailoverKeepsT),
 // plus, without a hot standby, the new consumer's start. Pods meanwhile lose
-// trust T/2 after the last watermark they received and serve only young
+// trust T/2 - MaxTransit after the last watermark they received and serve only young
 // entries, so T holds; they flush on the new epoch and trust again on its
 // first message. A hot standby that cannot take the expired lease resigns
 // 2*LeaseTTL after the item last changed, and another candidate takes it
@@ -410,7 +415,7 @@ func (b *Bridge) take(ctx context.Context, l *lease, seen leaseState) (won, bool
 		// dead holder's would.
 		b.o.Logger.Warn("fanout: take lease", "item", l.key, "err", err)
 		s, _, rerr := b.readLease(ctx, l)
-		if rerr != nil || !s.exists || s.holder != b.o.ID || s.epoch != seen.epoch+1 || s.rev != seen.rev+1 {
+		if rerr != nil || !s.exists || s.holder != b.o.ID || s.epoch != e || s.rev != seen.rev+1 {
 			return won{}, false
 		}
 		b.o.Logger.Info("fanout: the lease write that timed out had landed", "item", l.key, "epoch", s.epoch)
@@ -717,6 +722,14 @@ func (b *Bridge) publish(ctx context.Context, epoch uint64, sk *bridgeSink) {
 				m.WatermarkAge = int64(max(pubAt.Sub(mw), 0))
 			}
 			buf = AppendMessage(buf[:0], &m)
+			if b.now() >= b.deadline.Load() {
+				// The deadline passed while the batch was split or sent: a
+				// deposed leader must not publish. The rest is dropped; its
+				// sequence number is skipped, so every pod sees a gap at
+				// the next message and flushes.
+				b.st.seq.Store(seq)
+				break
+			}
 			if err := b.o.Transport.Publish(ctx, b.o.Subject, buf); err != nil {
 				b.st.errors.Add(1)
 				if ctx.Err() == nil {

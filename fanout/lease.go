@@ -77,13 +77,27 @@ func n64(v uint64) types.AttributeValue {
 	return &types.AttributeValueMemberN{Value: strconv.FormatUint(v, 10)}
 }
 
-// take writes the lease for this candidate with epoch seen.epoch+1, on the
-// condition that the item is still as seen (absent, or the same epoch and
-// rev). ok is false when another candidate wrote it first.
+// nextEpoch is the epoch a take writes over seen: max(seen+1, the wall
+// clock's Unix milliseconds). Epochs grow by one within a lease item's life;
+// the clock is there for an item deleted (by an operator, a table restore):
+// the next take then starts from the clock instead of 1, so its epoch is
+// above every earlier one, and pods, which ignore an older epoch, follow it.
+// That holds as long as the wall clocks of the candidates differ by less
+// than the time between the earlier epoch's take and the restart (and no
+// item was written more than once per millisecond for long).
+func nextEpoch(seen uint64, now time.Time) uint64 {
+	return max(seen+1, uint64(max(now.UnixMilli(), 0)))
+}
+
+// take writes the lease for this candidate with epoch nextEpoch(seen.epoch),
+// on the condition that the item is still as seen (absent, or the same epoch
+// and rev). ok is false when another candidate wrote it first. epoch is the
+// one written, or attempted on an error (the write may have landed).
 func (l *lease) take(ctx context.Context, seen leaseState) (epoch uint64, ok bool, err error) {
+	epoch = nextEpoch(seen.epoch, time.Now())
 	item := l.pk()
 	item["holder"] = &types.AttributeValueMemberS{Value: l.id}
-	item["epoch"] = n64(seen.epoch + 1)
+	item["epoch"] = n64(epoch)
 	item["rev"] = n64(seen.rev + 1)
 	in := &dynamodb.PutItemInput{TableName: &l.table, Item: item}
 	if !seen.exists {
@@ -95,12 +109,12 @@ func (l *lease) take(ctx context.Context, seen leaseState) (epoch uint64, ok boo
 	_, err = l.api.PutItem(ctx, in)
 	var ccf *types.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {
-		return 0, false, nil
+		return epoch, false, nil
 	}
 	if err != nil {
-		return 0, false, err
+		return epoch, false, err
 	}
-	return seen.epoch + 1, true, nil
+	return epoch, true, nil
 }
 
 // renew bumps rev if this candidate still holds epoch; errLeaseLost if not.

@@ -143,15 +143,23 @@ var guards sync.Map // table -> *readerlimit.Guard
 
 // guardOf returns table's guard; the first call registers a cleanup (run
 // after the bridges', which are registered later) that fails the test if
-// the guard refused any read.
+// the guard refused any read, or saw a read with an iterator it never
+// returned (a read it could not count).
 func guardOf(t testing.TB, table string) *readerlimit.Guard {
 	g, loaded := guards.LoadOrStore(table, readerlimit.New(0, 0))
 	if !loaded {
 		t.Cleanup(func() {
 			guards.Delete(table)
-			if st := g.(*readerlimit.Guard).Stats(); st.Refused != 0 {
+			st := g.(*readerlimit.Guard).Stats()
+			if st.Refused != 0 {
 				t.Errorf("the reader-limit guard refused %d GetRecords calls (more than %d readers of a shard): %+v",
 					st.Refused, readerlimit.DefaultLimit, st)
+			}
+			// An iterator the guard never saw returned is a read it could
+			// not count: the guard would miss a third reader.
+			if st.Unknown != 0 {
+				t.Errorf("the reader-limit guard saw %d GetRecords calls with an iterator it never returned: %+v",
+					st.Unknown, st)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package fanout
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -39,7 +40,22 @@ type PodOptions struct {
 	// (invalidation.HashingSource). A pod without it counts a message of
 	// hashes as unreadable, and flushes.
 	KeyHashes bool
+	// MaxTransit bounds the one-way delay of the fastest message of each
+	// epoch from the bridge to this pod; it is taken off every grant of
+	// trust (see Pod). Without agreeing clocks no one-way delay can be
+	// measured, so this is an assumption, not a measurement. Default
+	// DefaultMaxTransit(T): min(T/16, 100 ms), far above one network's
+	// base latency yet small enough that trust still holds from one
+	// heartbeat to the next (every T/4, plus a batch tick of min(50 ms,
+	// T/8)) while the watermark age a heartbeat carries stays under
+	// T/2 - MaxTransit - T/4 - tick: T/16 at worst, 350 ms at T = 2 s.
+	// It must be below T/2 (Start refuses it otherwise).
+	MaxTransit time.Duration
 }
+
+// DefaultMaxTransit is PodOptions.MaxTransit's default for the staleness
+// bound t: min(t/16, 100 ms).
+func DefaultMaxTransit(t time.Duration) time.Duration { return min(t/16, 100*time.Millisecond) }
 
 // Pod is the pod side of fan-out: an invalidation.Source (for
 // tiered.Options.Invalidation) that reads no stream. It subscribes to the
@@ -51,13 +67,16 @@ type PodOptions struct {
 // Trust: a message received at R (this pod's monotonic clock) says every
 // change made before SentAt-WatermarkAge (the bridge's clock) was published.
 // The pod maps the bridge's clock onto its own through the smallest
-// R-SentAt seen in the epoch (minOff): the base latency of the network plus
-// the clocks' offset, which pods never need to know. Trust then lasts until
-// SentAt-WatermarkAge+minOff+StaleAfter. Any delay above the smallest one
-// seen (queueing, a stall, a frozen pod reading a backlog) is thus counted
-// against trust, never for it; only the smallest transit delay of the epoch
-// counts for it (on one network, well under a millisecond to a few ms).
-// Clock rates are assumed equal (drift of a few ppm is negligible).
+// R-SentAt seen in the epoch (minOff): the clocks' offset, which pods never
+// need to know, plus the smallest transit delay of the epoch. Trust then
+// lasts until SentAt-WatermarkAge+minOff+StaleAfter-MaxTransit. Any delay
+// above the smallest one seen (queueing, a stall, a frozen pod reading a
+// backlog) is thus counted against trust, never for it; the smallest one is
+// counted for it, and MaxTransit takes it back: the staleness bound holds
+// as long as the fastest message of each epoch reached the pod within
+// MaxTransit (if every message of an epoch is late by more, trust runs that
+// much too long). Clock rates are assumed equal (drift of a few ppm is
+// negligible).
 //
 // It flushes the sink on a sequence gap, an epoch change, a reconnection, a
 // bridge flush, and before trust is granted again after it was withdrawn or
@@ -108,6 +127,9 @@ func NewPod(o PodOptions) (*Pod, error) {
 	if o.Subject == "" {
 		return nil, errors.New("fanout: PodOptions.Subject is required")
 	}
+	if o.MaxTransit < 0 {
+		return nil, errors.New("fanout: PodOptions.MaxTransit is negative")
+	}
 	return &Pod{o: o}, nil
 }
 
@@ -121,6 +143,13 @@ func (p *Pod) Start(_ context.Context, cfg invalidation.SourceConfig) error {
 	}
 	if p.started {
 		return invalidation.ErrStarted
+	}
+	if p.o.MaxTransit == 0 {
+		p.o.MaxTransit = DefaultMaxTransit(2 * cfg.StaleAfter)
+	}
+	if p.o.MaxTransit >= cfg.StaleAfter {
+		return fmt.Errorf("fanout: PodOptions.MaxTransit %v is not below T/2 = %v: trust could never be granted",
+			p.o.MaxTransit, cfg.StaleAfter)
 	}
 	p.started = true
 	p.cfg = cfg
@@ -258,7 +287,7 @@ func (p *Pod) onMessage(data []byte) {
 		p.minOff, p.haveOff = off, true
 	}
 	w := p.base.Add(time.Duration(m.SentAt - m.WatermarkAge + p.minOff))
-	until := w.Add(p.cfg.StaleAfter)
+	until := w.Add(p.cfg.StaleAfter - p.o.MaxTransit)
 	if !until.After(now) {
 		return // too old to grant anything: trust lapses (or stays lapsed)
 	}
