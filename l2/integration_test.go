@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -169,34 +168,6 @@ func TestPutGetDeleteVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantNotFound(t, other, "k", "other namespace")
-}
-
-func TestConcurrentPutsGetDistinctVersions(t *testing.T) {
-	e := newEnv(t, nil)
-	const n = 20
-	vers := make(chan int64, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			v, err := e.tbl.Put(ctx(t), "k", []byte(strconv.Itoa(i)), time.Minute)
-			if err != nil {
-				t.Error(err)
-			}
-			vers <- v
-		})
-	}
-	wg.Wait()
-	close(vers)
-	seen := map[int64]bool{}
-	for v := range vers {
-		if seen[v] || v < 1 || v > n {
-			t.Fatalf("version %d repeated or out of 1..%d", v, n)
-		}
-		seen[v] = true
-	}
-	if it := mustGet(t, e.tbl, "k"); it.Version != n {
-		t.Fatalf("final version %d, want %d", it.Version, n)
-	}
 }
 
 func TestExpiryFilter(t *testing.T) {

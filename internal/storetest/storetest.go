@@ -177,8 +177,10 @@ func testPutGetRoundTrip(t *testing.T, h Harness) {
 	}
 }
 
+// testVersionsOnlyGrow: concurrent Puts of one key get distinct versions,
+// 1 to n, and the last read is at n.
 func testVersionsOnlyGrow(t *testing.T, h Harness) {
-	const n = 12
+	const n = 20
 	vers := make(chan int64, n)
 	var wg sync.WaitGroup
 	for i := range n {
