@@ -3,7 +3,6 @@ package demo
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tieredcache/tieredcache/internal/demo/demotest"
 	"github.com/tieredcache/tieredcache/internal/dynamolocal"
 )
 
@@ -23,7 +23,7 @@ import (
 const demoMainEnv = "TIEREDCACHE_DEMO_AS_MAIN"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(demoMainEnv) == "1" {
+	if demotest.AsMain(demoMainEnv) {
 		os.Exit(Run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	dynamolocal.Main(m)
@@ -45,28 +45,12 @@ type summaryFile struct {
 func demoCommand(t *testing.T, ctx context.Context, summaryPath string, args ...string) *exec.Cmd {
 	t.Helper()
 	srv := dynamolocal.ForTest(t) // fails under CI=true when DynamoDB Local cannot start
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	args = append([]string{"-endpoint", srv.Endpoint(), "-summary-json", summaryPath}, args...)
-	cmd := exec.CommandContext(ctx, exe, args...)
-	cmd.Env = append(os.Environ(), demoMainEnv+"=1")
-	cmd.WaitDelay = 10 * time.Second
-	return cmd
+	return demotest.Command(t, ctx, demoMainEnv, args...)
 }
 
 func readSummary(t *testing.T, path string) summaryFile {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("no summary written: %v", err)
-	}
-	var s summaryFile
-	if err := json.Unmarshal(b, &s); err != nil {
-		t.Fatalf("summary: %v", err)
-	}
-	return s
+	return demotest.ReadSummary[summaryFile](t, path)
 }
 
 // checkRun asserts what every successful run must show.
@@ -164,14 +148,8 @@ func TestDemoOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	path := filepath.Join(t.TempDir(), "summary.json")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, exe, "-summary-json", path, "-nodes", "2", "-requests", "300", "-duration", "3m",
+	cmd := demotest.Command(t, ctx, demoMainEnv, "-summary-json", path, "-nodes", "2", "-requests", "300", "-duration", "3m",
 		"-outage", "1s", "-keys", "300", "-workers", "4", "-rate", "300", "-write-pct", "5", "-interval", "500ms")
-	cmd.Env = append(os.Environ(), demoMainEnv+"=1")
-	cmd.WaitDelay = 10 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out)

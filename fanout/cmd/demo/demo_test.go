@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -12,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tieredcache/tieredcache/internal/demo/demotest"
 	"github.com/tieredcache/tieredcache/internal/dynamolocal"
 )
 
@@ -21,7 +20,7 @@ import (
 const demoMainEnv = "TIEREDCACHE_FANOUT_DEMO_AS_MAIN"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(demoMainEnv) == "1" {
+	if demotest.AsMain(demoMainEnv) {
 		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	dynamolocal.Main(m)
@@ -71,16 +70,10 @@ func TestFanoutDemo(t *testing.T) {
 	defer cancel()
 	srv := dynamolocal.ForTest(t) // fails under CI=true when DynamoDB Local cannot start
 	path := filepath.Join(t.TempDir(), "summary.json")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, exe, "-fanout", "-bridge-candidates", "2",
+	cmd := demotest.Command(t, ctx, demoMainEnv, "-fanout", "-bridge-candidates", "2",
 		"-endpoint", srv.Endpoint(), "-summary-json", path,
 		"-nodes", strconv.Itoa(nodes), "-requests", "200", "-evictions", "20", "-duration", "3m", "-keys", "100",
 		"-workers", "2", "-rate", "200", "-write-pct", "5", "-interval", "500ms")
-	cmd.Env = append(os.Environ(), demoMainEnv+"=1")
-	cmd.WaitDelay = 10 * time.Second
 	out, err := cmd.CombinedOutput()
 	defer func() {
 		if t.Failed() {
@@ -90,14 +83,7 @@ func TestFanoutDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo failed: %v", err)
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("no summary written: %v", err)
-	}
-	var s summaryFile
-	if err := json.Unmarshal(b, &s); err != nil {
-		t.Fatalf("summary: %v", err)
-	}
+	s := demotest.ReadSummary[summaryFile](t, path)
 	if !s.OK || s.Summary.Ended != "requests" {
 		t.Errorf("summary: ok %v, ended %q; want ok, ended on requests", s.OK, s.Summary.Ended)
 	}

@@ -2,16 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tieredcache/tieredcache/internal/demo/demotest"
 	"go.uber.org/goleak"
 )
 
@@ -21,7 +20,7 @@ import (
 const demoMainEnv = "TIEREDCACHE_OTEL_DEMO_AS_MAIN"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(demoMainEnv) == "1" {
+	if demotest.AsMain(demoMainEnv) {
 		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	goleak.VerifyTestMain(m)
@@ -63,15 +62,9 @@ func TestDemoServesPrometheusMetrics(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	path := filepath.Join(t.TempDir(), "summary.json")
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, exe, "-summary-json", path,
+	cmd := demotest.Command(t, ctx, demoMainEnv, "-summary-json", path,
 		"-nodes", "2", "-requests", strconv.Itoa(requests), "-duration", "4m", "-keys", "100",
 		"-workers", "4", "-rate", "400", "-write-pct", "5", "-interval", "500ms", "-show-metrics")
-	cmd.Env = append(os.Environ(), demoMainEnv+"=1")
-	cmd.WaitDelay = 10 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("demo failed: %v\n%s", err, out)
@@ -81,14 +74,7 @@ func TestDemoServesPrometheusMetrics(t *testing.T) {
 			t.Logf("demo output:\n%s", out)
 		}
 	}()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("no summary written: %v", err)
-	}
-	var s summaryFile
-	if err := json.Unmarshal(b, &s); err != nil {
-		t.Fatalf("summary: %v", err)
-	}
+	s := demotest.ReadSummary[summaryFile](t, path)
 	if !s.OK || s.Summary.Ended != "requests" {
 		t.Errorf("summary: ok %v, ended %q; want ok, ended on requests", s.OK, s.Summary.Ended)
 	}
