@@ -13,8 +13,8 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 
 	"github.com/tieredcache/tieredcache/internal/dynamolocal"
+	"github.com/tieredcache/tieredcache/internal/rawristretto"
 	"github.com/tieredcache/tieredcache/internal/zipf"
-	"github.com/tieredcache/tieredcache/l1"
 	"github.com/tieredcache/tieredcache/tiered"
 )
 
@@ -190,46 +190,16 @@ func measureLoop(b *testing.B, loop func(*testing.B)) loopCost {
 	}
 }
 
-// newRawRistretto builds a baseline: Ristretto configured as l1 configures
-// it for tiered's defaults (byte budget, cost = key + value + per-item
-// overhead with IgnoreInternalCost, derived NumCounters, BufferItems, metrics
-// off), holding every key with Ristretto's own TTL ttl (0: none). l1's
-// OnEvict/OnReject callbacks are left out: they run only when Ristretto
-// evicts or refuses.
+// newRawRistretto builds the baseline (rawristretto.Resident) holding every
+// key with Ristretto's own TTL ttl (0: none).
 func newRawRistretto(b *testing.B, keys []string, values [][]byte, ttl time.Duration) *ristretto.Cache[string, []byte] {
 	b.Helper()
-	c, err := ristretto.NewCache(&ristretto.Config[string, []byte]{
-		NumCounters:        rawNumCounters(tiered.DefaultL1MaxBytes),
-		MaxCost:            tiered.DefaultL1MaxBytes,
-		BufferItems:        l1.DefaultBufferItems,
-		IgnoreInternalCost: true,
-	})
+	c, err := rawristretto.Resident(keys, values, ttl)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(c.Close)
-	for attempt := 0; ; attempt++ {
-		missing := 0
-		for i, k := range keys {
-			if _, ok := c.Get(k); !ok {
-				missing++
-				c.SetWithTTL(k, values[i], int64(len(k)+len(values[i]))+l1.DefaultItemOverhead, ttl)
-			}
-		}
-		c.Wait()
-		if missing == 0 {
-			return c
-		}
-		if attempt == 10 {
-			b.Fatalf("raw Ristretto: %d keys still not resident after %d attempts", missing, attempt)
-		}
-	}
-}
-
-// rawNumCounters mirrors l1's derivation: about 10 counters per item that
-// fits the budget at l1's assumed average item size.
-func rawNumCounters(maxBytes int64) int64 {
-	return 10 * max(maxBytes/l1.AssumedItemSize, 1)
+	return c
 }
 
 // newResidentTiered builds a Cache holding every key in L1 and checks it: a

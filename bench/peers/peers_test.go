@@ -16,13 +16,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/smithy-go/middleware"
-	"github.com/dgraph-io/ristretto/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/rueidis"
 	"github.com/viccon/sturdyc"
 
 	"github.com/tieredcache/tieredcache/internal/dynamolocal"
-	"github.com/tieredcache/tieredcache/l1"
+	"github.com/tieredcache/tieredcache/internal/rawristretto"
 	"github.com/tieredcache/tieredcache/l2"
 	"github.com/tieredcache/tieredcache/tiered"
 )
@@ -268,36 +267,14 @@ func newTiered(b *testing.B, keys []string, values [][]byte) contender {
 	}}
 }
 
-// newRistretto builds raw Ristretto configured as tiered's L1 is by default
-// (byte budget, cost = key + value + per-item overhead, NumCounters, buffer
-// items), every entry stored with Ristretto's own TTL.
+// newRistretto is raw Ristretto configured as tiered's L1 is by default
+// (rawristretto.Resident), every entry stored with Ristretto's own TTL.
 func newRistretto(b *testing.B, keys []string, values [][]byte) contender {
-	c, err := ristretto.NewCache(&ristretto.Config[string, []byte]{
-		NumCounters:        10 * (tiered.DefaultL1MaxBytes / l1.AssumedItemSize),
-		MaxCost:            tiered.DefaultL1MaxBytes,
-		BufferItems:        l1.DefaultBufferItems,
-		IgnoreInternalCost: true,
-	})
+	c, err := rawristretto.Resident(keys, values, entryTTL)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(c.Close)
-	for attempt := 0; ; attempt++ {
-		missing := 0
-		for i, k := range keys {
-			if _, ok := c.Get(k); !ok {
-				missing++
-				c.SetWithTTL(k, values[i], int64(len(k)+len(values[i]))+l1.DefaultItemOverhead, entryTTL)
-			}
-		}
-		c.Wait()
-		if missing == 0 {
-			break
-		}
-		if attempt == 10 {
-			b.Fatalf("ristretto: %d keys not resident", missing)
-		}
-	}
 	return contender{name: "ristretto", get: func(k string) bool {
 		_, ok := c.Get(k)
 		return ok
