@@ -8,8 +8,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/tieredcache/tieredcache/internal/dynamolocal"
 )
 
 // TestFailoverFrozenLeaderProcess: the leading bridge runs in a separate OS
@@ -23,21 +21,8 @@ import (
 // finds the lease taken. Never more than two readers; the history checker
 // finds no read staler than T among at least 10^4.
 func TestFailoverFrozenLeaderProcess(t *testing.T) {
-	ddb := dynamolocal.ForTest(t)
-	cfg := dynamolocal.AWSConfig(ddb.Endpoint())
-	table := dynamolocal.TableName(t)
-	ns := startNATS(t)
-	pods, taps := tappedPods(t, cfg, table, ns, 4)
-	g := guardOf(t, table)
-	c := startChild(t, table, ddb.Endpoint(), ns)
-	c.await(t, c.leading, "lead")
-	b2 := hotBridge(t, cfg, table, "bridge-2", dial(t, ns))
-	waitFor(t, "bridge-2 to read as hot standby", func() bool { return b2.Stats().Standby && b2.Stats().GetRecords > 0 })
-	waitFor(t, "the pods trusted", allTrusted(pods))
-	epoch := pods[0].src.PodStats().Epoch
-
-	w := startWorkload(t, pods)
-	w.awaitReads(t, minCheckedReads/3)
+	r := startChildFailover(t)
+	pods, taps, g, c, b2, epoch, w := r.pods, r.taps, r.guard, r.child, r.standby, r.epoch, r.workload
 	if childReader(t, g).Admitted == 0 {
 		t.Fatal("the child's reads did not go through the guard")
 	}

@@ -169,24 +169,8 @@ func childReader(t *testing.T, g *readerlimit.Guard) readerlimit.ReaderStats {
 // pods trust again, and the history checker finds no read staler than T
 // among at least 10^4.
 func TestFailoverKillsLeaderProcess(t *testing.T) {
-	ddb := dynamolocal.ForTest(t)
-	cfg := dynamolocal.AWSConfig(ddb.Endpoint())
-	table := dynamolocal.TableName(t)
-	ns := startNATS(t)
-	pods := make([]*pod, 4)
-	for i := range pods {
-		pods[i] = newPod(t, cfg, table, dial(t, ns)) // the first creates the table
-	}
-	g := guardOf(t, table)
-	c := startChild(t, table, ddb.Endpoint(), ns)
-	c.await(t, c.leading, "lead")
-	b2 := hotBridge(t, cfg, table, "bridge-2", dial(t, ns))
-	waitFor(t, "bridge-2 to read as hot standby", func() bool { return b2.Stats().Standby && b2.Stats().GetRecords > 0 })
-	waitFor(t, "the pods trusted", allTrusted(pods))
-	epoch := pods[0].src.PodStats().Epoch
-
-	w := startWorkload(t, pods)
-	w.awaitReads(t, minCheckedReads/3)
+	r := startChildFailover(t)
+	pods, taps, g, c, b2, epoch, w := r.pods, r.taps, r.guard, r.child, r.standby, r.epoch, r.workload
 	killed := time.Now()
 	if err := c.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -212,8 +196,44 @@ func TestFailoverKillsLeaderProcess(t *testing.T) {
 	}
 	w.awaitReads(t, minCheckedReads/5)
 	w.finish(t)
+	for i, tp := range taps {
+		tp.check(t, i)
+	}
 	if st, cr := g.Stats(), childReader(t, g); st.Refused != 0 || st.MaxReaders != 2 || cr.Admitted == 0 {
 		t.Fatalf("reader-limit guard: %+v, child %+v; want the child's reads counted, two readers, none refused", st, cr)
 	}
 	t.Logf("guard: %+v; child reader %+v", g.Stats(), childReader(t, g))
+}
+
+// childFailover is the set-up of the failover tests whose leader is a child
+// process: four tapped pods under a workload, the table's reader-limit
+// guard, the child leading, and bridge-2 reading as its hot standby.
+type childFailover struct {
+	pods     []*pod
+	taps     []*tap
+	guard    *readerlimit.Guard
+	child    *child
+	standby  *fanout.Bridge
+	epoch    uint64 // the child's, as the pods saw it before the failover
+	workload *workload
+}
+
+// startChildFailover starts it all, and returns once the workload has made
+// a third of minCheckedReads.
+func startChildFailover(t *testing.T) childFailover {
+	ddb := dynamolocal.ForTest(t)
+	cfg := dynamolocal.AWSConfig(ddb.Endpoint())
+	table := dynamolocal.TableName(t)
+	ns := startNATS(t)
+	pods, taps := tappedPods(t, cfg, table, ns, 4) // the first creates the table
+	g := guardOf(t, table)
+	c := startChild(t, table, ddb.Endpoint(), ns)
+	c.await(t, c.leading, "lead")
+	b2 := hotBridge(t, cfg, table, "bridge-2", dial(t, ns))
+	waitFor(t, "bridge-2 to read as hot standby", func() bool { return b2.Stats().Standby && b2.Stats().GetRecords > 0 })
+	waitFor(t, "the pods trusted", allTrusted(pods))
+	r := childFailover{pods: pods, taps: taps, guard: g, child: c, standby: b2, epoch: pods[0].src.PodStats().Epoch}
+	r.workload = startWorkload(t, pods)
+	r.workload.awaitReads(t, minCheckedReads/3)
+	return r
 }
